@@ -1,0 +1,189 @@
+"""``pipelines.yaml``: named pipelines, validated by pydantic, with errors that name the field.
+
+A pipeline says where data lives (``data_root``, a local path or fsspec URI), which dataset the
+rows belong to, where its videos come from (URLs, a file of URLs, local paths, or the puppet
+world served on loopback) and how ingest treats them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from animate_anyone.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "pipelines.yaml"
+CONFIG_ENV = "ANIMATE_ANYONE_CONFIG"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PuppetSource(_Strict):
+    """Generate puppet-world videos and serve them from a loopback HTTP server for yt-dlp."""
+
+    count: int = Field(4, ge=1, le=1000)
+    seed: int = 0
+    width: int = Field(360, ge=64, le=3840)
+    height: int = Field(640, ge=64, le=3840)
+    seconds: float = Field(14.0, ge=1.0, le=600.0)
+
+
+class Sources(_Strict):
+    urls: list[str] = []
+    url_file: str | None = None  # one URL or path per line; '#' starts a comment
+    paths: list[str] = []
+    puppets: PuppetSource | None = None
+
+    @field_validator("urls")
+    @classmethod
+    def _http_only(cls, urls: list[str]) -> list[str]:
+        for u in urls:
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(f"{u!r} is not an http(s) URL (local files go under 'paths')")
+        return urls
+
+
+class Retries(_Strict):
+    attempts: int = Field(4, ge=1, le=20)  # tries in all, the first included
+    backoff_s: float = Field(2.0, ge=0.0)  # the first wait; doubles each time
+    max_backoff_s: float = Field(60.0, ge=0.0)
+    jitter: float = Field(0.5, ge=0.0, le=1.0)  # each wait varies by up to this fraction
+
+
+class Download(_Strict):
+    max_height: int = Field(1080, ge=144)
+    format: str = "bv*[height<={h}][ext=mp4]+ba[ext=m4a]/b[height<={h}][ext=mp4]/bv*[height<={h}]+ba/b[height<={h}]/b"
+    rate_limit_bytes_per_s: int | None = Field(None, ge=1024)
+    sleep_between_s: float = Field(0.0, ge=0.0)  # pause between two downloads by one worker
+    socket_timeout_s: float = Field(20.0, gt=0.0)
+    retries: Retries = Retries()
+
+    def format_string(self) -> str:
+        return self.format.replace("{h}", str(self.max_height))
+
+
+Detector = Literal["content", "adaptive", "hash", "histogram", "threshold"]
+
+
+class Shots(_Strict):
+    detector: Detector = "content"
+    params: dict[str, Any] = {"threshold": 27.0, "min_scene_len": 15}
+    downscale: int = Field(0, ge=0, le=16)  # 0 = automatic (about 256 px wide)
+
+    @model_validator(mode="after")
+    def _params_fit(self) -> "Shots":
+        from animate_anyone.ingest.shots import check_detector_params
+
+        check_detector_params(self.detector, self.params)
+        return self
+
+
+class Clips(_Strict):
+    min_seconds: float = Field(2.0, gt=0.0)
+    max_seconds: float = Field(10.0, gt=0.0)
+    trim_frames: int = Field(1, ge=0, le=30)  # dropped at each end of a shot, against ±1 frame cut errors
+    min_width: int = Field(256, ge=16)
+    min_height: int = Field(256, ge=16)
+    crf: int = Field(18, ge=0, le=51)
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = "veryfast"
+    split: dict[str, float] = {"train": 0.9, "val": 0.05, "test": 0.05}
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Clips":
+        if self.max_seconds < 2 * self.min_seconds:
+            raise ValueError(f"max_seconds ({self.max_seconds}) must be at least twice min_seconds ({self.min_seconds})")
+        if abs(sum(self.split.values()) - 1.0) > 1e-6 or not self.split:
+            raise ValueError(f"split fractions must add up to 1, got {self.split}")
+        return self
+
+
+class Ingest(_Strict):
+    download: Download = Download()
+    shots: Shots = Shots()
+    clips: Clips = Clips()
+    workers: int = Field(4, ge=1, le=64)
+
+
+class Pipeline(_Strict):
+    name: str = ""
+    description: str = ""
+    data_root: str = "./data"
+    dataset: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    sources: Sources = Sources()
+    ingest: Ingest = Ingest()
+
+
+class PipelinesFile(_Strict):
+    default: str = "demo"
+    pipelines: dict[str, Pipeline]
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> "PipelinesFile":
+        if self.default not in self.pipelines:
+            raise ValueError(f"default pipeline {self.default!r} is not among {sorted(self.pipelines)}")
+        return self
+
+
+def _field_path(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _explain(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid pipeline configuration"]
+    for err in exc.errors():
+        got = err.get("input")
+        got_s = repr(got) if not isinstance(got, dict) else "a mapping"
+        if len(got_s) > 80:
+            got_s = got_s[:77] + "..."
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling)"
+        elif err["type"] == "literal_error":
+            msg = f"must be one of {err['ctx']['expected']}"
+        lines.append(f"  {_field_path(err['loc'])}: {msg}; got {got_s}")
+    return "\n".join(lines)
+
+
+def load_file(path: Path | str | None = None) -> PipelinesFile:
+    """Parse and validate a pipelines file (``$ANIMATE_ANYONE_CONFIG`` or the bundled one)."""
+    path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read pipeline configuration ({exc.strerror})") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'pipelines', got {type(raw).__name__}")
+    try:
+        parsed = PipelinesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(path, exc)) from exc
+    named = {name: p.model_copy(update={"name": name}) for name, p in parsed.pipelines.items()}
+    return parsed.model_copy(update={"pipelines": named})
+
+
+def load_pipeline(name: str | None = None, path: Path | str | None = None, **overrides: Any) -> Pipeline:
+    """Pipeline ``name`` (the file's default if None), with non-None top-level ``overrides``."""
+    cfg = load_file(path)
+    name = name or cfg.default
+    if name not in cfg.pipelines:
+        raise ConfigError(f"{path or DEFAULT_CONFIG}: no pipeline named {name!r}; defined: {', '.join(sorted(cfg.pipelines))}")
+    pipe = cfg.pipelines[name]
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        try:
+            pipe = Pipeline.model_validate({**pipe.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise ConfigError(_explain(Path("command-line options"), exc)) from exc
+    return pipe

@@ -1,0 +1,1 @@
+"""Ingest: download (yt-dlp), shot detection (PySceneDetect), clip cutting (PyAV)."""

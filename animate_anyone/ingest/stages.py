@@ -1,0 +1,173 @@
+"""The four ingest steps for one source, each a plain function the Prefect tasks wrap.
+
+download → detect → cut → write. Each takes and returns small frozen records (paths, ids,
+frame ranges), never frames. ``ingest_source`` chains them for use without Prefect.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from animate_anyone.config import Ingest, Pipeline
+from animate_anyone.errors import AnimateAnyoneError, PermanentError, is_retryable
+from animate_anyone.ingest.clips import (
+    CutClip, PlannedClip, ShotDecision, assign_split, check_video, cut_clips, plan_clips, shot_params_json,
+)
+from animate_anyone.ingest.download import Fetched, fetch, parse_source
+from animate_anyone.ingest.shots import Shots, auto_step, detect_shots
+from animate_anyone.media.video import VideoInfo
+from animate_anyone.tables.io import DataRoot, delete_part, read_part, write_part
+
+log = logging.getLogger("animate_anyone.ingest")
+
+
+@dataclass(frozen=True)
+class Detected:
+    fetched: Fetched
+    info: VideoInfo
+    shots: Shots
+
+
+@dataclass(frozen=True)
+class Cut:
+    detected: Detected
+    clips: tuple[CutClip, ...]
+    decisions: tuple[ShotDecision, ...]
+
+
+def download(text: str, root: DataRoot, cfg: Ingest) -> Fetched:
+    return fetch(parse_source(text), root.sources_dir, cfg.download)
+
+
+def detect(fetched: Fetched, cfg: Ingest) -> Detected:
+    info = check_video(Path(fetched.path), cfg.clips)
+    shots = detect_shots(Path(fetched.path), cfg.shots.detector, cfg.shots.params, cfg.shots.downscale)
+    return Detected(fetched, info, shots)
+
+
+def cut(detected: Detected, root: DataRoot, cfg: Ingest) -> Cut:
+    fetched = detected.fetched
+    plan, decisions = plan_clips(detected.shots, cfg.clips, fetched.sha256)
+    if not plan:
+        reasons = "; ".join(f"shot {d.shot_idx}: {d.drop_reason}" for d in decisions)
+        raise PermanentError(f"{fetched.uri}: no shot gives a clip of {cfg.clips.min_seconds:g}-{cfg.clips.max_seconds:g} s ({reasons})", "no_usable_shot")
+    clips = cut_clips(Path(fetched.path), plan, root.clips_dir / fetched.source_id, cfg.clips)
+    return Cut(detected, tuple(clips), tuple(decisions))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def write(result: Cut, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
+    """Rows for shots, clips and the source (last: its row marks the source done)."""
+    det = result.detected
+    f, info, shots = det.fetched, det.info, det.shots
+    fps = info.fps
+    params = shot_params_json(shots, cfg.shots.downscale or auto_step(info.width))
+    split = assign_split(f.source_id, cfg.clips.split)
+    write_part(root, "shots", dataset, f.source_id, [
+        {"source_id": f.source_id, "shot_idx": d.shot_idx, "start_frame": d.start_frame, "end_frame": d.end_frame,
+         "start_s": d.start_frame / fps, "end_s": d.end_frame / fps, "num_clips": d.num_clips,
+         "drop_reason": d.drop_reason, "shot_detector": shots.detector} for d in result.decisions])
+    write_part(root, "clips", dataset, f.source_id, [
+        {"clip_id": c.clip_id, "source_id": f.source_id, "start_s": c.start_frame / fps, "end_s": c.end_frame / fps,
+         "start_frame": c.start_frame, "end_frame": c.end_frame, "fps": fps, "width": info.width - info.width % 2,
+         "height": info.height - info.height % 2, "num_frames": c.num_frames, "shot_idx": c.shot_idx,
+         "shot_detector": shots.detector, "shot_params": params, "clip_uri": Path(c.path).as_uri(),
+         "sha256": c.sha256, "split": split} for c in result.clips])
+    row = source_row(f, info, status="ok", num_clips=len(result.clips))
+    write_part(root, "sources", dataset, f.source_id, [row])
+    delete_part(root, "failures", dataset, f.source_id)
+    return {"source_id": f.source_id, "url": f.uri, "status": "ok", "shots": len(shots.ranges),
+            "clips": len(result.clips), "error": None}
+
+
+def source_row(f: Fetched | None, info: VideoInfo | None, status: str, num_clips: int = 0,
+               error: str | None = None, source_id: str | None = None, url: str | None = None) -> dict:
+    return {
+        "source_id": f.source_id if f else source_id, "url": f.uri if f else url,
+        "extractor": f.extractor if f else None, "video_id": f.video_id if f else None,
+        "title": f.title if f else None, "duration_s": info.duration_s if info else None,
+        "fps": info.fps if info else None, "width": info.width if info else None,
+        "height": info.height if info else None, "num_frames": info.num_frames if info else None,
+        "sha256": f.sha256 if f else None, "file_uri": Path(f.path).as_uri() if f else None,
+        "status": status, "error": error, "duplicate_of": f.duplicate_of if f else None,
+        "num_clips": num_clips, "fetched_at": _now(),
+    }
+
+
+def write_duplicate(fetched: Fetched, root: DataRoot, dataset: str) -> dict:
+    """A URL whose video another source already holds: recorded, not cut again."""
+    row = source_row(fetched, None, status="duplicate", error=f"same video as source {fetched.duplicate_of}")
+    write_part(root, "sources", dataset, fetched.source_id, [row])
+    delete_part(root, "failures", dataset, fetched.source_id)
+    return {"source_id": fetched.source_id, "url": fetched.uri, "status": "duplicate", "shots": 0, "clips": 0,
+            "error": row["error"]}
+
+
+def record_failure(root: DataRoot, dataset: str, stage: str, text: str, exc: BaseException) -> dict:
+    """A ``failures`` row (history kept per item) and a ``sources`` row with status failed."""
+    spec = parse_source(text) if _parses(text) else None
+    item_id = spec.source_id if spec else "x" + re.sub(r"[^A-Za-z0-9]", "", text)[:15]
+    url = spec.uri if spec else text
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    previous = read_part(root, "failures", dataset, item_id)
+    row = {"stage": stage, "item_id": item_id, "source": url, "error_class": type(exc).__name__,
+           "reason": getattr(exc, "reason", type(exc).__name__), "message": message,
+           "retryable": is_retryable(exc), "attempt": len(previous) + 1, "at": _now()}
+    write_part(root, "failures", dataset, item_id, previous + [row])
+    old = read_part(root, "sources", dataset, item_id)
+    if not (old and old[0]["status"] == "ok"):  # never overwrite a finished source with a failure
+        write_part(root, "sources", dataset, item_id, [source_row(None, None, "failed", error=message, source_id=item_id, url=url)])
+    return {"source_id": item_id, "url": url, "status": "failed", "shots": 0, "clips": 0, "error": message, "stage": stage}
+
+
+def _parses(text: str) -> bool:
+    try:
+        parse_source(text)
+        return True
+    except AnimateAnyoneError:
+        return False
+
+
+def pipeline_sources(pipe: Pipeline, base_dir: Path | None = None) -> list[str]:
+    """The pipeline's own URLs and paths (the puppet world is added by the flow that serves it)."""
+    items = list(pipe.sources.urls) + list(pipe.sources.paths)
+    if pipe.sources.url_file:
+        path = Path(pipe.sources.url_file)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if not path.exists():
+            raise PermanentError(f"sources.url_file {pipe.sources.url_file!r}: no such file ({path})", "missing_file")
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                items.append(line)
+    return list(dict.fromkeys(items))  # keep order, drop repeats
+
+
+def ingest_source(text: str, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
+    """All four steps for one source without Prefect (one attempt each); failures are recorded."""
+    stage = "download"
+    try:
+        fetched = download(text, root, cfg)
+        if fetched.duplicate_of:
+            return write_duplicate(fetched, root, dataset)
+        stage = "detect"
+        detected = detect(fetched, cfg)
+        stage = "cut"
+        result = cut(detected, root, cfg)
+        stage = "write"
+        return write(result, root, dataset, cfg)
+    except AnimateAnyoneError as exc:
+        outcome = record_failure(root, dataset, stage, text, exc)
+        log.error("FAILED %s at %s: %s", outcome["url"], stage, outcome["error"])
+        return outcome
+
+
+__all__ = ["Cut", "Detected", "PlannedClip", "cut", "detect", "download", "ingest_source",
+           "pipeline_sources", "record_failure", "write", "write_duplicate"]

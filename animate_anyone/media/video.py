@@ -1,0 +1,178 @@
+"""Video probing, frame iteration and H.264 writing with PyAV.
+
+PyAV carries FFmpeg's libraries inside its wheel, so nothing here needs an ``ffmpeg`` binary.
+Where a binary is needed (yt-dlp merging separate audio and video), :func:`ffmpeg_exe` points
+at the one bundled in ``imageio-ffmpeg``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from animate_anyone.errors import MediaError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    fps_fraction: Fraction
+    num_frames: int
+    duration_s: float
+    codec: str
+    has_audio: bool
+
+
+def ffmpeg_exe() -> str | None:
+    """Path of the ffmpeg binary shipped in ``imageio-ffmpeg``, or None if that is missing."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{path}: file does not exist", "missing_file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: file is empty (0 bytes)", "empty_file")
+    try:
+        container = av.open(str(path))
+    except (av.error.InvalidDataError, av.error.ValueError) as exc:
+        raise MediaError(f"{path}: not a readable video ({exc.strerror or exc})", "not_a_video") from exc
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{path}: cannot open ({exc})", "not_a_video") from exc
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"{path}: has no video stream", "no_video_stream")
+    return container
+
+
+def probe(path: Path, count_frames: bool = False) -> VideoInfo:
+    """Size, frame rate, frame count and duration of ``path``.
+
+    The frame count comes from the container when it states one; with ``count_frames`` (or when
+    it does not) the packets are counted, which also catches files truncated mid-stream.
+    """
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise MediaError(f"{path}: video stream has no frame rate", "no_frame_rate")
+        rate = Fraction(rate)
+        frames = int(stream.frames or 0)
+        if count_frames or frames <= 0:
+            try:
+                frames = sum(1 for p in container.demux(stream) if p.size > 0)
+            except av.error.FFmpegError as exc:
+                raise MediaError(f"{path}: stream is corrupt ({exc})", "corrupt_stream") from exc
+        if stream.width <= 0 or stream.height <= 0:
+            raise MediaError(f"{path}: video stream has no size", "not_a_video")
+        return VideoInfo(
+            width=stream.width,
+            height=stream.height,
+            fps=float(rate),
+            fps_fraction=rate,
+            num_frames=frames,
+            duration_s=frames / float(rate),
+            codec=stream.codec_context.name,
+            has_audio=bool(container.streams.audio),
+        )
+
+
+def iter_frames(path: Path, threads: bool = True) -> Iterator[av.VideoFrame]:
+    """Decoded frames of the first video stream, in presentation order.
+
+    A decoding error mid-stream becomes a :class:`MediaError` naming the frame it stopped at.
+    """
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        if threads:
+            stream.thread_type = "AUTO"
+        n = 0
+        try:
+            for frame in container.decode(stream):
+                yield frame
+                n += 1
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{path}: decoding failed after {n} frames ({exc})", "corrupt_stream") from exc
+
+
+def yuv_thumbnail(frame: av.VideoFrame, step: int) -> np.ndarray:
+    """A cheap BGR thumbnail (every ``step``-th pixel) straight from the YUV 4:2:0 planes."""
+    import cv2
+
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        frame = frame.reformat(format="yuv420p")
+    y = _plane(frame, 0)[::step, ::step]
+    half = max(1, step // 2)
+    u = _plane(frame, 1)[::half, ::half]
+    v = _plane(frame, 2)[::half, ::half]
+    h, w = min(y.shape[0], u.shape[0]), min(y.shape[1], u.shape[1])
+    yuv = np.dstack([y[:h, :w], u[:h, :w], v[:h, :w]])
+    return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR)
+
+
+def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
+    plane = frame.planes[i]
+    buf = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return buf[:, : plane.width]
+
+
+class VideoWriter:
+    """H.264 writer that only shows the file under its real name once it is complete.
+
+    Frames go to ``NAME.partial.mp4``; leaving the ``with`` block without an error renames it
+    into place, an error deletes it. Frame timestamps are 0, 1, 2… at ``fps``.
+    """
+
+    def __init__(self, path: Path, width: int, height: int, fps: float | Fraction, crf: int = 18,
+                 preset: str = "veryfast", codec: str = "libx264", pix_fmt: str = "yuv420p"):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.stem + ".partial" + self.path.suffix)
+        self.width, self.height = width - width % 2, height - height % 2
+        self.rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
+        self.options = {"crf": str(crf), "preset": preset}
+        self.codec, self.pix_fmt = codec, pix_fmt
+        self.frames = 0
+        self._container = None
+        self._stream = None
+
+    def __enter__(self) -> "VideoWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self.tmp), "w", format="mp4")
+        self._stream = self._container.add_stream(self.codec, rate=self.rate)
+        self._stream.width, self._stream.height = self.width, self.height
+        self._stream.pix_fmt = self.pix_fmt
+        self._stream.options = self.options
+        return self
+
+    def write(self, frame: np.ndarray | av.VideoFrame) -> None:
+        if isinstance(frame, np.ndarray):
+            frame = av.VideoFrame.from_ndarray(frame[: self.height, : self.width], format="rgb24")
+        elif frame.width != self.width or frame.height != self.height:
+            frame = frame.reformat(width=self.width, height=self.height)
+        frame.pts = self.frames
+        frame.time_base = 1 / self.rate
+        self._container.mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._container.mux(self._stream.encode(None))
+            self._container.close()
+        finally:
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+            else:
+                self.tmp.unlink(missing_ok=True)

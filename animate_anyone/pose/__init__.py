@@ -1,0 +1,1 @@
+"""Whole-body keypoints: layouts (and, later, backends, rendering, retargeting)."""

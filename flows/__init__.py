@@ -1,0 +1,1 @@
+"""Prefect flows: thin wrappers that order the library's steps and move paths and ids."""

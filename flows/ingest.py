@@ -1,0 +1,163 @@
+"""The ``ingest`` flow: per source, download → detect → cut → write, then refresh the catalog.
+
+Tasks are thin wrappers over :mod:`animate_anyone.ingest.stages`. Their cache keys cover the
+input's content (URL, or the file's sha256), the step's version and its parameters, plus
+whether the step's outputs are still on disk, so a rerun skips finished work across flow runs
+but redoes a step whose files were deleted.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from animate_anyone import progress, synthetic
+from animate_anyone.config import Ingest, load_pipeline
+from animate_anyone.errors import is_retryable
+from animate_anyone.ids import sha256_json
+from animate_anyone.ingest import stages
+from animate_anyone.ingest.clips import CLIPS_VERSION
+from animate_anyone.ingest.download import DOWNLOAD_VERSION, already_fetched, parse_source
+from animate_anyone.ingest.serve import serve_directory
+from animate_anyone.ingest.shots import SHOTS_VERSION
+from animate_anyone.tables.catalog import refresh_catalog
+from animate_anyone.tables.io import DataRoot
+from flows.common import cached_task_options, retry_delays
+
+WRITE_VERSION = "1"
+
+
+def _key(step: str, version: str, *parts) -> str:
+    return f"{step}-v{version}-{sha256_json(parts)[:40]}"
+
+
+def _download_key(ctx, p) -> str:
+    root = DataRoot.from_uri(p["root"])
+    spec = parse_source(p["source"])
+    on_disk = already_fetched(root.sources_dir, spec.source_id) is not None
+    return _key("download", DOWNLOAD_VERSION, spec.source_id, str(root.path), p["cfg"].download.model_dump(), on_disk)
+
+
+def _detect_key(ctx, p) -> str:
+    cfg: Ingest = p["cfg"]
+    return _key("detect", SHOTS_VERSION, p["fetched"].sha256, cfg.shots.model_dump(), cfg.clips.model_dump())
+
+
+def _cut_key(ctx, p) -> str:
+    det, root = p["detected"], DataRoot.from_uri(p["root"])
+    out = root.clips_dir / det.fetched.source_id
+    n_files = len(list(out.glob("c*.mp4"))) if out.exists() else 0
+    return _key("cut", CLIPS_VERSION, det.fetched.sha256, det.shots.ranges, p["cfg"].clips.model_dump(), str(root.path), n_files)
+
+
+def _write_key(ctx, p) -> str:
+    res, root = p["result"], DataRoot.from_uri(p["root"])
+    src = res.detected.fetched.source_id
+    done = root.part_path("sources", p["dataset"], src).exists() and not root.part_path("failures", p["dataset"], src).exists()
+    return _key("write", WRITE_VERSION, src, [c.sha256 for c in res.clips], p["dataset"], str(root.path),
+                p["cfg"].clips.split, done)
+
+
+@task(name="download", cache_key_fn=_download_key)
+def download_task(source: str, root: str, cfg: Ingest):
+    return stages.download(source, DataRoot.from_uri(root), cfg)
+
+
+@task(name="detect", cache_key_fn=_detect_key)
+def detect_task(fetched, cfg: Ingest):
+    return stages.detect(fetched, cfg)
+
+
+@task(name="cut", cache_key_fn=_cut_key)
+def cut_task(detected, root: str, cfg: Ingest):
+    return stages.cut(detected, DataRoot.from_uri(root), cfg)
+
+
+@task(name="write", cache_key_fn=_write_key)
+def write_task(result, root: str, dataset: str, cfg: Ingest) -> dict:
+    return stages.write(result, DataRoot.from_uri(root), dataset, cfg)
+
+
+@task(name="generate-puppets", cache_key_fn=lambda ctx, p: _key("puppets", "1", p["out_dir"], p["spec"]))
+def puppets_task(out_dir: str, spec: dict) -> list[str]:
+    paths = synthetic.generate_world(Path(out_dir), spec["count"], spec["seed"], (spec["width"], spec["height"]), spec["seconds"])
+    return [p.name for p in paths]
+
+
+def _retry_if_transient(task, task_run, state) -> bool:
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, BaseException) and is_retryable(exc)
+
+
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def ingest(pipeline: str = "demo", sources: list[str] | None = None, data_root: str | None = None,
+           dataset: str | None = None, config_path: str | None = None) -> dict:
+    """Download, split into shots and cut the pipeline's sources (or ``sources``) into clips."""
+    log = get_run_logger()
+    pipe = load_pipeline(pipeline, config_path, data_root=data_root, dataset=dataset)
+    root = DataRoot.from_uri(pipe.data_root)
+    items = list(sources) if sources else stages.pipeline_sources(pipe, Path(config_path or ".").resolve().parent if config_path else Path.cwd())
+    puppets = pipe.sources.puppets if not sources else None
+    if puppets:
+        folder = root.path / "media" / "puppets"
+        names = puppets_task.with_options(**cached_task_options(root))(str(folder), puppets.model_dump())
+        with serve_directory(folder) as base:
+            log.info("serving %d puppet videos at %s", len(names), base)
+            outcomes = _ingest_all([f"{base}/{n}" for n in names] + items, root, pipe.dataset, pipe.ingest, log)
+    else:
+        outcomes = _ingest_all(items, root, pipe.dataset, pipe.ingest, log)
+    refresh_catalog(root)
+    summary = {
+        "pipeline": pipe.name, "dataset": pipe.dataset, "data_root": str(root.path), "sources": len(outcomes),
+        "ok": sum(o["status"] == "ok" for o in outcomes), "duplicate": sum(o["status"] == "duplicate" for o in outcomes),
+        "failed": sum(o["status"] == "failed" for o in outcomes), "clips": sum(o["clips"] for o in outcomes),
+    }
+    create_table_artifact(table=[{k: o.get(k) for k in ("url", "status", "shots", "clips", "error")} for o in outcomes] or [{}],
+                          key="ingest-summary", description=f"ingest of {pipe.name}: {summary}")
+    log.info("ingest finished: %s", summary)
+    return {**summary, "outcomes": outcomes}
+
+
+def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log) -> list[dict]:
+    opts = cached_task_options(root)
+    r = cfg.download.retries
+    dl = download_task.with_options(retries=r.attempts - 1, retry_delay_seconds=retry_delays(r),
+                                    retry_jitter_factor=r.jitter or None, retry_condition_fn=_retry_if_transient, **opts)
+    det, cut, wr = (t.with_options(**opts) for t in (detect_task, cut_task, write_task))
+    total = len(items)
+    bar = create_progress_artifact(progress=0.0, key="ingest-progress", description=f"{total} sources")
+    outcomes: list[dict] = []
+
+    def finished(outcome: dict) -> None:
+        outcomes.append(outcome)
+        if outcome["status"] == "failed":
+            log.error("FAILED %s at %s: %s", outcome["url"], outcome.get("stage"), outcome["error"])
+        update_progress_artifact(bar, progress=100.0 * len(outcomes) / max(total, 1))
+        progress.report("sources", len(outcomes), total)
+
+    progress.report("sources", 0, total)
+    futures = {dl.submit(src, str(root.path), cfg): src for src in items}
+    chains = []
+    for fut in as_completed(list(futures)):
+        src = futures[fut]
+        fetched = fut.result(raise_on_failure=False)
+        if isinstance(fetched, BaseException):
+            finished(stages.record_failure(root, dataset, "download", src, fetched))
+        elif fetched.duplicate_of:
+            finished(stages.write_duplicate(fetched, root, dataset))
+        else:
+            d = det.submit(fetched, cfg)
+            c = cut.submit(d, str(root.path), cfg)
+            chains.append((src, d, c, wr.submit(c, str(root.path), dataset, cfg)))
+    for src, *steps in chains:
+        for stage, f in zip(("detect", "cut", "write"), steps):
+            value = f.result(raise_on_failure=False)
+            if isinstance(value, BaseException):
+                finished(stages.record_failure(root, dataset, stage, src, value))
+                break
+        else:
+            finished(value)
+    return outcomes
