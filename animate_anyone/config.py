@@ -149,9 +149,17 @@ def _explain(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def config_path(path: Path | str | None = None) -> Path:
+    """The pipelines file in use: ``path``, ``$ANIMATE_ANYONE_CONFIG``, ./pipelines.yaml, or the bundled one."""
+    if path or os.environ.get(CONFIG_ENV):
+        return Path(path or os.environ[CONFIG_ENV]).resolve()
+    local = Path("pipelines.yaml")
+    return local.resolve() if local.exists() else DEFAULT_CONFIG
+
+
 def load_file(path: Path | str | None = None) -> PipelinesFile:
-    """Parse and validate a pipelines file (``$ANIMATE_ANYONE_CONFIG`` or the bundled one)."""
-    path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    """Parse and validate a pipelines file (see :func:`config_path` for which one)."""
+    path = config_path(path)
     try:
         text = path.read_text()
     except OSError as exc:
@@ -178,7 +186,7 @@ def load_pipeline(name: str | None = None, path: Path | str | None = None, **ove
     cfg = load_file(path)
     name = name or cfg.default
     if name not in cfg.pipelines:
-        raise ConfigError(f"{path or DEFAULT_CONFIG}: no pipeline named {name!r}; defined: {', '.join(sorted(cfg.pipelines))}")
+        raise ConfigError(f"{config_path(path)}: no pipeline named {name!r}; defined: {', '.join(sorted(cfg.pipelines))}")
     pipe = cfg.pipelines[name]
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides:

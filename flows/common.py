@@ -8,11 +8,14 @@ from animate_anyone.ids import sha256_json
 from animate_anyone.tables.io import DataRoot
 
 
-def cached_task_options(root: DataRoot) -> dict:
-    """Persist task results under the data root, so the cache lives and dies with the data."""
+def cached_task_options(root: DataRoot, refresh: bool = False) -> dict:
+    """Persist task results under the data root, so the cache lives and dies with the data.
+
+    ``refresh`` recomputes every step and overwrites its cache entry (after deleting files by hand).
+    """
     name = "animate-anyone-results-" + sha256_json(str(root.path))[:12]
     LocalFileSystem(basepath=str(root.path / ".prefect" / "results")).save(name, overwrite=True)
-    return {"persist_result": True, "result_storage": f"local-file-system/{name}"}
+    return {"persist_result": True, "result_storage": f"local-file-system/{name}", "refresh_cache": refresh}
 
 
 def retry_delays(r: Retries) -> list[float]:

@@ -1,9 +1,11 @@
 """The ``ingest`` flow: per source, download → detect → cut → write, then refresh the catalog.
 
 Tasks are thin wrappers over :mod:`animate_anyone.ingest.stages`. Their cache keys cover the
-input's content (URL, or the file's sha256), the step's version and its parameters, plus
-whether the step's outputs are still on disk, so a rerun skips finished work across flow runs
-but redoes a step whose files were deleted.
+input's content (URL, or the file's sha256), the step's version, its parameters and the data
+root, so a rerun skips finished work across flow runs. Task results persist under the data
+root (``.prefect/results``): wiping the data root wipes the cache with it; after deleting only
+some files, run with ``refresh_cache=True`` (CLI: ``--refresh``). The library underneath also
+skips work whose outputs are complete on disk, so a refreshed run redoes only what is missing.
 """
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from animate_anyone import progress, synthetic
 from animate_anyone.config import Ingest, load_pipeline
+from animate_anyone.config import config_path as resolve_config
 from animate_anyone.errors import is_retryable
 from animate_anyone.ids import sha256_json
 from animate_anyone.ingest import stages
 from animate_anyone.ingest.clips import CLIPS_VERSION
-from animate_anyone.ingest.download import DOWNLOAD_VERSION, already_fetched, parse_source
+from animate_anyone.ingest.download import DOWNLOAD_VERSION, parse_source
 from animate_anyone.ingest.serve import serve_directory
 from animate_anyone.ingest.shots import SHOTS_VERSION
 from animate_anyone.tables.catalog import refresh_catalog
@@ -37,8 +40,7 @@ def _key(step: str, version: str, *parts) -> str:
 def _download_key(ctx, p) -> str:
     root = DataRoot.from_uri(p["root"])
     spec = parse_source(p["source"])
-    on_disk = already_fetched(root.sources_dir, spec.source_id) is not None
-    return _key("download", DOWNLOAD_VERSION, spec.source_id, str(root.path), p["cfg"].download.model_dump(), on_disk)
+    return _key("download", DOWNLOAD_VERSION, spec.source_id, str(root.path), p["cfg"].download.model_dump())
 
 
 def _detect_key(ctx, p) -> str:
@@ -48,17 +50,14 @@ def _detect_key(ctx, p) -> str:
 
 def _cut_key(ctx, p) -> str:
     det, root = p["detected"], DataRoot.from_uri(p["root"])
-    out = root.clips_dir / det.fetched.source_id
-    n_files = len(list(out.glob("c*.mp4"))) if out.exists() else 0
-    return _key("cut", CLIPS_VERSION, det.fetched.sha256, det.shots.ranges, p["cfg"].clips.model_dump(), str(root.path), n_files)
+    return _key("cut", CLIPS_VERSION, det.fetched.source_id, det.fetched.sha256, det.shots.ranges,
+                p["cfg"].clips.model_dump(), str(root.path))
 
 
 def _write_key(ctx, p) -> str:
     res, root = p["result"], DataRoot.from_uri(p["root"])
-    src = res.detected.fetched.source_id
-    done = root.part_path("sources", p["dataset"], src).exists() and not root.part_path("failures", p["dataset"], src).exists()
-    return _key("write", WRITE_VERSION, src, [c.sha256 for c in res.clips], p["dataset"], str(root.path),
-                p["cfg"].clips.split, done)
+    return _key("write", WRITE_VERSION, res.detected.fetched.source_id, [c.sha256 for c in res.clips], p["dataset"],
+                str(root.path), p["cfg"].clips.split)
 
 
 @task(name="download", cache_key_fn=_download_key)
@@ -93,22 +92,22 @@ def _retry_if_transient(task, task_run, state) -> bool:
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def ingest(pipeline: str = "demo", sources: list[str] | None = None, data_root: str | None = None,
-           dataset: str | None = None, config_path: str | None = None) -> dict:
+def ingest(pipeline: str | None = None, sources: list[str] | None = None, data_root: str | None = None,
+           dataset: str | None = None, config_path: str | None = None, refresh_cache: bool = False) -> dict:
     """Download, split into shots and cut the pipeline's sources (or ``sources``) into clips."""
     log = get_run_logger()
     pipe = load_pipeline(pipeline, config_path, data_root=data_root, dataset=dataset)
     root = DataRoot.from_uri(pipe.data_root)
-    items = list(sources) if sources else stages.pipeline_sources(pipe, Path(config_path or ".").resolve().parent if config_path else Path.cwd())
+    items = list(sources) if sources else stages.pipeline_sources(pipe, resolve_config(config_path).parent)
     puppets = pipe.sources.puppets if not sources else None
     if puppets:
         folder = root.path / "media" / "puppets"
-        names = puppets_task.with_options(**cached_task_options(root))(str(folder), puppets.model_dump())
+        names = puppets_task.with_options(**cached_task_options(root, refresh_cache))(str(folder), puppets.model_dump())
         with serve_directory(folder) as base:
             log.info("serving %d puppet videos at %s", len(names), base)
-            outcomes = _ingest_all([f"{base}/{n}" for n in names] + items, root, pipe.dataset, pipe.ingest, log)
+            outcomes = _ingest_all([f"{base}/{n}" for n in names] + items, root, pipe.dataset, pipe.ingest, log, refresh_cache)
     else:
-        outcomes = _ingest_all(items, root, pipe.dataset, pipe.ingest, log)
+        outcomes = _ingest_all(items, root, pipe.dataset, pipe.ingest, log, refresh_cache)
     refresh_catalog(root)
     summary = {
         "pipeline": pipe.name, "dataset": pipe.dataset, "data_root": str(root.path), "sources": len(outcomes),
@@ -121,8 +120,8 @@ def ingest(pipeline: str = "demo", sources: list[str] | None = None, data_root: 
     return {**summary, "outcomes": outcomes}
 
 
-def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log) -> list[dict]:
-    opts = cached_task_options(root)
+def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log, refresh: bool) -> list[dict]:
+    opts = cached_task_options(root, refresh)
     r = cfg.download.retries
     dl = download_task.with_options(retries=r.attempts - 1, retry_delay_seconds=retry_delays(r),
                                     retry_jitter_factor=r.jitter or None, retry_condition_fn=_retry_if_transient, **opts)

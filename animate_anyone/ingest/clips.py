@@ -52,9 +52,9 @@ class CutClip:
     sha256: str
 
 
-def clip_id(source_sha256: str, start: int, end: int) -> str:
-    """Stable id from the source's bytes and the frame range."""
-    return "c" + hashlib.sha256(f"{source_sha256}:{start}:{end}".encode()).hexdigest()[:15]
+def clip_id(source_id: str, source_sha256: str, start: int, end: int) -> str:
+    """Stable id from the source, its bytes and the frame range (unique even if two URLs serve one file)."""
+    return "c" + hashlib.sha256(f"{source_id}:{source_sha256}:{start}:{end}".encode()).hexdigest()[:15]
 
 
 def check_video(path: Path, cfg: Clips) -> VideoInfo:
@@ -69,7 +69,7 @@ def check_video(path: Path, cfg: Clips) -> VideoInfo:
     return info
 
 
-def plan_clips(shots: Shots, cfg: Clips, source_sha256: str) -> tuple[list[PlannedClip], list[ShotDecision]]:
+def plan_clips(shots: Shots, cfg: Clips, source_id: str, source_sha256: str = "") -> tuple[list[PlannedClip], list[ShotDecision]]:
     """Which frame ranges become clips, and what happened to every shot."""
     fps = shots.fps
     min_f = math.ceil(cfg.min_seconds * fps - 1e-6)
@@ -87,7 +87,7 @@ def plan_clips(shots: Shots, cfg: Clips, source_sha256: str) -> tuple[list[Plann
         pieces = math.ceil(length / max_f)
         edges = [a2 + (length * k) // pieces for k in range(pieces + 1)]
         for s, e in zip(edges[:-1], edges[1:]):
-            clips.append(PlannedClip(clip_id(source_sha256, s, e), i, s, e))
+            clips.append(PlannedClip(clip_id(source_id, source_sha256, s, e), i, s, e))
         decisions.append(ShotDecision(i, a, b, pieces, None))
     return clips, decisions
 

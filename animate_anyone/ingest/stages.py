@@ -50,7 +50,7 @@ def detect(fetched: Fetched, cfg: Ingest) -> Detected:
 
 def cut(detected: Detected, root: DataRoot, cfg: Ingest) -> Cut:
     fetched = detected.fetched
-    plan, decisions = plan_clips(detected.shots, cfg.clips, fetched.sha256)
+    plan, decisions = plan_clips(detected.shots, cfg.clips, fetched.source_id, fetched.sha256)
     if not plan:
         reasons = "; ".join(f"shot {d.shot_idx}: {d.drop_reason}" for d in decisions)
         raise PermanentError(f"{fetched.uri}: no shot gives a clip of {cfg.clips.min_seconds:g}-{cfg.clips.max_seconds:g} s ({reasons})", "no_usable_shot")

@@ -47,10 +47,8 @@ def _open(path: Path) -> av.container.InputContainer:
         raise MediaError(f"{path}: file is empty (0 bytes)", "empty_file")
     try:
         container = av.open(str(path))
-    except (av.error.InvalidDataError, av.error.ValueError) as exc:
-        raise MediaError(f"{path}: not a readable video ({exc.strerror or exc})", "not_a_video") from exc
     except av.error.FFmpegError as exc:
-        raise MediaError(f"{path}: cannot open ({exc})", "not_a_video") from exc
+        raise MediaError(f"{path}: not a readable video ({exc.strerror or exc})", "not_a_video") from exc
     if not container.streams.video:
         container.close()
         raise MediaError(f"{path}: has no video stream", "no_video_stream")

@@ -64,7 +64,7 @@ def query(root: DataRoot, sql: str) -> pa.Table:
         raise QueryError(f"only read-only queries (SELECT) are allowed; got a {kind} statement")
     con = duckdb.connect(str(root.catalog), read_only=True)
     try:
-        return con.execute(sql).to_arrow_table()
+        return con.sql(sql).to_arrow_table()
     except duckdb.Error as exc:
         raise QueryError(f"query failed: {exc}") from exc
     finally:

@@ -1,0 +1,164 @@
+"""Shared fixtures: puppet videos with ground truth, a loopback server that misbehaves on
+purpose, the real fixtures folder, and one Prefect test server for the whole session."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections import Counter
+from http.server import SimpleHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from animate_anyone import synthetic
+from animate_anyone.ingest.serve import serve_directory
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"real media fixtures not present at {SHARED_FIXTURES} (only in the project's own checkouts)")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """One temporary Prefect API (real server, temporary database) for every flow test."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _multi_shot_spec(name: str, seed: int) -> synthetic.VideoSpec:
+    """A 256x448 video with 6 cuts: two to the same dancer from another camera, one short shot."""
+    C = synthetic.Camera
+    shots = (
+        synthetic.ShotSpec(95, 0, 0, "wave", C(0.5, 0.0), 0.8, 0.0),
+        synthetic.ShotSpec(130, 0, 0, "wave", C(0.35, 0.1), 0.8, 1.0),  # same dancer and room, closer camera
+        synthetic.ShotSpec(40, 3, 5, "jacks", C(0.45, -0.05), 1.0, 0.5),  # 1.3 s: too short for a clip
+        synthetic.ShotSpec(340, 5, 2, "roll", C(0.48, 0.05), 0.6, 2.0),  # 11.3 s: split in two
+        synthetic.ShotSpec(80, 5, 2, "roll", C(0.33, -0.08), 0.6, 0.3),  # same dancer and room again
+        synthetic.ShotSpec(100, 6, 7, "squat", C(0.45, 0.0), 0.7, 1.2),
+        synthetic.ShotSpec(75, 1, 9, "step", C(0.5, 0.02), 0.9, 0.7),
+    )
+    return synthetic.VideoSpec(name=name, width=256, height=448, shots=shots, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def puppet_dir(tmp_path_factory) -> Path:
+    """Two hand-planned multi-shot videos and two planned by the world's own planner."""
+    out = tmp_path_factory.mktemp("puppets")
+    for k in range(2):
+        synthetic.write_video(_multi_shot_spec(f"planned_{k}", seed=k), out)
+    for k in range(2):
+        synthetic.write_video(synthetic.plan_video(f"random_{k}", 40 + k, 20.0, 256, 448), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bad_media(tmp_path_factory, puppet_dir) -> Path:
+    """Files that look like videos and are not, or are too short to give a clip."""
+    out = tmp_path_factory.mktemp("bad")
+    good = (puppet_dir / "planned_0.mp4").read_bytes()
+    (out / "truncated.mp4").write_bytes(good[: len(good) * 6 // 10])
+    (out / "empty.mp4").write_bytes(b"")
+    (out / "text.mp4").write_text("this is not a video, just text with a video's name\n" * 20)
+    (out / "page.html").write_text("<html><head><title>Nothing here</title></head><body><p>No video.</p></body></html>")
+    C = synthetic.Camera
+    synthetic.write_video(synthetic.VideoSpec("short", 256, 448, (synthetic.ShotSpec(45, 2, 1, "sway", C(0.5)),)), out)
+    synthetic.write_video(synthetic.VideoSpec("single", 256, 448, (synthetic.ShotSpec(1, 2, 1, "sway", C(0.5)),)), out)
+    synthetic.write_video(synthetic.VideoSpec("good", 256, 448, (synthetic.ShotSpec(90, 4, 3, "wave", C(0.5)),)), out)
+    synthetic.write_video(synthetic.VideoSpec("retry", 256, 448, (synthetic.ShotSpec(75, 7, 8, "step", C(0.5)),)), out)
+    (out / "mirror").mkdir()
+    (out / "mirror" / "good.mp4").write_bytes((out / "good.mp4").read_bytes())
+    return out
+
+
+class FaultServer:
+    """Loopback HTTP server over a folder with scripted failures; counts requests per path.
+
+    /404/…             always 404            /500/…      always 500
+    /429once/NAME      429 on the first GET of NAME, then the file
+    anything else      the file (Content-Type from its extension)
+    """
+
+    def __init__(self, base: str, hits: Counter):
+        self.base, self.hits = base, hits
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/{path.lstrip('/')}"
+
+
+@pytest.fixture()
+def fault_server(bad_media):
+    hits: Counter = Counter()
+    lock = threading.Lock()
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def _count(self) -> int:
+            with lock:
+                hits[self.path] += 1
+                return hits[self.path]
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            n = self._count()
+            if self.path.startswith("/404/"):
+                return self.send_error(404, "Not Found")
+            if self.path.startswith("/500/"):
+                return self.send_error(500, "Internal Server Error")
+            if self.path.startswith("/429once/"):
+                if n == 1:
+                    self.send_response(429, "Too Many Requests")
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.path = "/" + self.path.split("/", 2)[2]
+            return super().do_GET()
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            if self.path.startswith(("/404/", "/500/", "/429once/")):
+                return self.do_GET()
+            return super().do_HEAD()
+
+    with serve_directory(bad_media, Handler) as base:
+        yield FaultServer(base, hits)
+
+
+@pytest.fixture()
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens (connection refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}/video.mp4"
+
+
+@pytest.fixture()
+def test_config(tmp_path) -> Path:
+    """A pipelines file like the demo's, with short retry waits and small puppets."""
+    text = (REPO / "pipelines.yaml").read_text()
+    import yaml
+
+    cfg = yaml.safe_load(text)
+    demo = cfg["pipelines"]["demo"]
+    demo["ingest"]["download"]["retries"] = {"attempts": 3, "backoff_s": 0.05, "max_backoff_s": 0.2, "jitter": 0.2}
+    demo["sources"]["puppets"] = {"count": 2, "seed": 3, "width": 256, "height": 448, "seconds": 12}
+    demo["data_root"] = str(tmp_path / "data")
+    cfg["pipelines"]["test"] = demo
+    cfg["default"] = "test"
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

@@ -1,0 +1,56 @@
+"""pipelines.yaml: the bundled pipelines load; bad files say which file, field and value."""
+from __future__ import annotations
+
+import pytest
+
+from animate_anyone.config import load_file, load_pipeline
+from animate_anyone.errors import ConfigError
+
+
+def test_bundled_pipelines_load():
+    cfg = load_file()
+    assert cfg.default == "demo" and {"demo", "production"} <= set(cfg.pipelines)
+    demo = load_pipeline()
+    assert demo.name == "demo" and demo.sources.puppets is not None
+    assert demo.ingest.clips.min_seconds == 2 and demo.ingest.clips.max_seconds == 10
+    prod = load_pipeline("production")
+    assert prod.sources.url_file and prod.ingest.download.max_height == 1080
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    bad = tmp_path / "pipelines.yaml"
+    bad.write_text("default: demo\npipelines:\n  demo:\n    dataset: [unclosed\n")
+    with pytest.raises(ConfigError) as e:
+        load_file(bad)
+    msg = str(e.value)
+    assert str(bad) in msg and "not valid YAML" in msg and "line" in msg
+
+
+@pytest.mark.parametrize("body, field, fragment", [
+    ("    ingest: {shots: {detector: magic}}", "pipelines.demo.ingest.shots.detector", "'content'"),
+    ("    ingest: {clips: {min_seconds: -1}}", "pipelines.demo.ingest.clips.min_seconds", "-1"),
+    ("    ingest: {shots: {detector: content, params: {thresold: 20}}}", "pipelines.demo.ingest.shots", "thresold"),
+    ("    sources: {urls: ['ftp://example.org/a.mp4']}", "pipelines.demo.sources.urls", "ftp://"),
+    ("    colour: blue", "pipelines.demo.colour", "unknown field"),
+    ("    dataset: 'has spaces'", "pipelines.demo.dataset", "has spaces"),
+])
+def test_invalid_values_name_the_field(tmp_path, body, field, fragment):
+    bad = tmp_path / "p.yaml"
+    bad.write_text(f"default: demo\npipelines:\n  demo:\n{body}\n")
+    with pytest.raises(ConfigError) as e:
+        load_file(bad)
+    msg = str(e.value)
+    assert str(bad) in msg and field in msg and fragment in msg, msg
+
+
+def test_unknown_pipeline_lists_the_known_ones():
+    with pytest.raises(ConfigError) as e:
+        load_pipeline("nope")
+    assert "demo" in str(e.value) and "production" in str(e.value)
+
+
+def test_overrides_are_validated():
+    assert load_pipeline("demo", data_root="/tmp/x").data_root == "/tmp/x"
+    with pytest.raises(ConfigError) as e:
+        load_pipeline("demo", dataset="bad name!")
+    assert "dataset" in str(e.value)

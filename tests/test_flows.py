@@ -1,0 +1,147 @@
+"""The ingest flow on a real (temporary) Prefect server: demo end to end, caching, bad input, resume."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from animate_anyone import synthetic
+from animate_anyone.config import load_pipeline
+from animate_anyone.ingest.clips import plan_clips
+from animate_anyone.ingest.download import canonical_url
+from animate_anyone.ingest.shots import Shots
+from animate_anyone.tables import DataRoot, query, read_table
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _task_states(flow_run_id) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name: r.state.name for r in runs}
+
+
+def _run_ingest(**kwargs):
+    from flows.ingest import ingest
+
+    state = ingest(return_state=True, **kwargs)
+    return state.result(), state.state_details.flow_run_id
+
+
+def _rows(root: DataRoot, table: str, drop=("fetched_at",)) -> list[dict]:
+    t = read_table(root, table)
+    t = t.drop_columns([c for c in drop if c in t.column_names])
+    return sorted(t.to_pylist(), key=lambda r: sorted((k, str(v)) for k, v in r.items()))
+
+
+def test_demo_ingest_end_to_end_then_fully_cached(test_config):
+    summary, run_id = _run_ingest(config_path=str(test_config))
+    pipe = load_pipeline("test", test_config)
+    root = DataRoot.from_uri(pipe.data_root)
+    assert summary["ok"] == 2 and summary["failed"] == 0
+    puppets = root.path / "media" / "puppets"
+    sources = read_table(root, "sources").to_pylist()
+    clips = read_table(root, "clips")
+    assert {s["url"] for s in sources} == {f"http://loopback/{p.name}" for p in puppets.glob("*.mp4")}
+    for src in sources:
+        truth, arrays = synthetic.load_truth(puppets / src["url"].rsplit("/", 1)[1])
+        bounds = [0, *truth["cuts"], truth["num_frames"]]
+        true_shots = Shots(tuple(zip(bounds[:-1], bounds[1:])), truth["num_frames"], 30.0, "truth", {}, 0.0)
+        expected, _ = plan_clips(true_shots, pipe.ingest.clips, src["source_id"], src["sha256"])
+        mine = clips.filter(pc.equal(clips["source_id"], src["source_id"])).to_pylist()
+        assert sorted((c["start_frame"], c["end_frame"]) for c in mine) == [(c.start_frame, c.end_frame) for c in expected]
+        for c in mine:
+            assert 2.0 <= c["end_s"] - c["start_s"] <= 10.0
+            assert len(set(arrays["shot"][c["start_frame"] : c["end_frame"]])) == 1
+            assert Path(c["clip_uri"].removeprefix("file://")).exists()
+    before = {t: _rows(root, t, drop=()) for t in ("sources", "shots", "clips")}
+    assert query(root, "SELECT count(*) AS n FROM clips").to_pylist() == [{"n": clips.num_rows}]
+
+    summary2, run_id2 = _run_ingest(config_path=str(test_config))
+    states = _task_states(run_id2)
+    assert len(states) == 1 + 4 * 2  # puppets, then download/detect/cut/write per source
+    assert set(states.values()) == {"Cached"}, states
+    assert summary2["clips"] == summary["clips"]
+    assert {t: _rows(root, t, drop=()) for t in ("sources", "shots", "clips")} == before  # nothing rewritten
+
+
+def test_bad_inputs_fail_alone_and_rerun_retries_only_them(test_config, fault_server, closed_port_url, caplog):
+    bad = {
+        fault_server.url("404/clip.mp4"): ("download", "http_404", False),
+        fault_server.url("500/clip.mp4"): ("download", "http_500", True),
+        fault_server.url("page.html"): ("download", "unsupported_url", False),
+        fault_server.url("truncated.mp4"): ("detect", "not_a_video", False),
+        fault_server.url("empty.mp4"): (None, None, False),  # yt-dlp or the probe refuses it
+        fault_server.url("text.mp4"): ("detect", "not_a_video", False),
+        fault_server.url("short.mp4"): ("detect", "too_short", False),
+        fault_server.url("single.mp4"): ("detect", "too_few_frames", False),
+        closed_port_url: ("download", "network", True),
+    }
+    good = [fault_server.url("good.mp4"), fault_server.url("429once/retry.mp4")]
+    with caplog.at_level(logging.ERROR):
+        summary, _ = _run_ingest(config_path=str(test_config), sources=good + list(bad))
+    root = DataRoot.from_uri(load_pipeline("test", test_config).data_root)
+    status = {o["url"]: o["status"] for o in summary["outcomes"]}
+    assert summary["ok"] == 2 and summary["failed"] == len(bad), status
+    assert fault_server.hits["/429once/retry.mp4"] >= 2  # a 429, then the file
+    assert fault_server.hits["/500/clip.mp4"] == 3  # retried to the configured 3 attempts
+    assert fault_server.hits["/404/clip.mp4"] == 1  # never retried
+    failures = {r["source"]: r for r in read_table(root, "failures").to_pylist()}
+    for url, (stage, reason, retryable) in bad.items():
+        canon = canonical_url(url)
+        row = failures[canon]
+        if stage:
+            assert (row["stage"], row["reason"], row["retryable"]) == (stage, reason, retryable), row
+        assert row["attempt"] == 1 and row["message"]
+        lines = [r.getMessage() for r in caplog.records if "FAILED" in r.getMessage() and canon in r.getMessage()]
+        assert len(lines) == 1, f"one log line per failed source, got {lines}"
+    sources = {r["url"]: r["status"] for r in read_table(root, "sources").to_pylist()}
+    assert sum(v == "failed" for v in sources.values()) == len(bad) and sum(v == "ok" for v in sources.values()) == 2
+
+    hits_good = fault_server.hits["/good.mp4"]
+    summary2, run_id = _run_ingest(config_path=str(test_config), sources=good + list(bad))
+    assert summary2["ok"] == 2 and summary2["failed"] == len(bad)
+    assert fault_server.hits["/good.mp4"] == hits_good, "finished sources are not fetched again"
+    assert fault_server.hits["/404/clip.mp4"] == 2 and fault_server.hits["/500/clip.mp4"] == 6
+    attempts = {r["source"]: r["attempt"] for r in read_table(root, "failures").to_pylist()}
+    assert len(attempts) == len(bad) and max(attempts.values()) == 2
+    states = _task_states(run_id)
+    cached = [n for n, s in states.items() if s == "Cached"]
+    assert len(cached) >= 2 * 4  # both good sources: every step cached
+
+
+def test_killed_run_resumes_to_the_same_tables(test_config, tmp_path):
+    """SIGKILL the CLI mid-run, run again, and compare with an uninterrupted run."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-sub"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    killed_root = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "animate_anyone.cli", "ingest", "--config", str(test_config), "--data-root", str(killed_root)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if list((killed_root / "media" / "clips").glob("*/*.mp4")):
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (killed_root / "catalog.duckdb").exists(), "the run finished before it could be killed"
+    _run_ingest(config_path=str(test_config), data_root=str(killed_root))
+    _run_ingest(config_path=str(test_config), data_root=str(tmp_path / "clean"))
+    a, b = DataRoot.from_uri(killed_root), DataRoot.from_uri(tmp_path / "clean")
+    for table in ("sources", "shots", "clips", "failures"):
+        drop = ("fetched_at", "clip_uri", "file_uri")
+        assert _rows(a, table, drop) == _rows(b, table, drop), table
+    assert not [p for p in killed_root.rglob("*") if ".partial." in p.name or p.name.endswith(".tmp")]

@@ -1,0 +1,87 @@
+"""The puppet world: deterministic, varied, exactly annotated, and seen as people by MediaPipe."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from animate_anyone import synthetic
+from animate_anyone.media.video import iter_frames, probe
+from animate_anyone.pose import layouts
+
+
+def test_same_seed_same_video_and_truth(tmp_path):
+    spec = synthetic.plan_video("a", 7, 4.0, 192, 320)
+    synthetic.write_video(spec, tmp_path / "one")
+    synthetic.write_video(synthetic.plan_video("a", 7, 4.0, 192, 320), tmp_path / "two")
+    assert (tmp_path / "one/a.mp4").read_bytes() == (tmp_path / "two/a.mp4").read_bytes()
+    t1, k1 = synthetic.load_truth(tmp_path / "one/a.mp4")
+    t2, k2 = synthetic.load_truth(tmp_path / "two/a.mp4")
+    assert t1 == t2 and np.array_equal(k1["keypoints"], k2["keypoints"])
+    other = synthetic.plan_video("a", 8, 4.0, 192, 320)
+    assert other != spec
+
+
+def test_at_least_eight_distinct_characters():
+    looks = {(c.skin, c.hair, c.hair_style, c.shirt, c.long_sleeves, c.legs, c.leg_wear)
+             for c in (synthetic.make_character(i) for i in range(12))}
+    assert len(looks) == 12
+    shapes = {round(synthetic.make_character(i).shoulder_half, 4) for i in range(12)}
+    assert len(shapes) >= 8, "body proportions should vary between characters"
+    assert len({synthetic.make_character(i).hair_style for i in range(12)}) == len(synthetic.HAIR_STYLES)
+    assert len({synthetic.make_character(i).leg_wear for i in range(12)}) == len(synthetic.LEG_WEAR)
+
+
+def test_truth_files_describe_the_video(puppet_dir):
+    video = puppet_dir / "planned_0.mp4"
+    truth, arrays = synthetic.load_truth(video)
+    info = probe(video, count_frames=True)
+    assert (info.width, info.height, info.fps, info.num_frames) == (256, 448, 30.0, truth["num_frames"])
+    assert arrays["keypoints"].shape == (truth["num_frames"], layouts.NUM_KEYPOINTS, 2)
+    assert truth["cuts"] == [95, 225, 265, 605, 685, 785]
+    shot = arrays["shot"]
+    assert [int(i) for i in np.flatnonzero(np.diff(shot)) + 1] == truth["cuts"]
+    assert truth["keypoint_layout"] == "coco_wholebody_133"
+
+
+def test_keypoints_are_anatomically_ordered(puppet_dir):
+    _, arrays = synthetic.load_truth(puppet_dir / "planned_0.mp4")
+    kp = arrays["keypoints"][0]
+    i = layouts.INDEX
+    # facing the camera: the subject's left is the image's right
+    assert kp[i["left_shoulder"], 0] > kp[i["right_shoulder"], 0]
+    assert kp[i["left_hip"], 0] > kp[i["right_hip"], 0]
+    assert kp[i["nose"], 1] < kp[i["left_shoulder"], 1] < kp[i["left_hip"], 1] < kp[i["left_knee"], 1] < kp[i["left_ankle"], 1]
+    face = kp[layouts.FACE_SLICE]
+    assert face[36:42, 0].mean() < face[42:48, 0].mean()  # iBUG: 36-41 is the subject's right eye
+    assert face[8, 1] == face[:17, 1].max()  # chin is the lowest jaw point
+    hand = kp[layouts.LEFT_HAND_SLICE]
+    assert np.linalg.norm(hand[0] - kp[i["left_wrist"]]) < 1e-3
+
+
+def test_stamp_reads_back_every_frame(puppet_dir):
+    video = puppet_dir / "random_0.mp4"
+    truth, _ = synthetic.load_truth(video)
+    read = [synthetic.read_frame_index(f.to_ndarray(format="rgb24"), truth["stamp"]) for f in iter_frames(video)]
+    assert read == list(range(truth["num_frames"]))
+
+
+def test_mediapipe_sees_the_puppets_as_people(puppet_dir):
+    mp = pytest.importorskip("mediapipe", reason="mediapipe is an optional extra (pip install '.[mediapipe]')")
+    video = puppet_dir / "planned_1.mp4"
+    truth, arrays = synthetic.load_truth(video)
+    seen, errors = 0, []
+    pose = None
+    for k, frame in enumerate(iter_frames(video)):
+        if k % 3:
+            continue
+        if pose is None or k in truth["cuts"]:
+            pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1)
+        result = pose.process(frame.to_ndarray(format="rgb24"))
+        if result.pose_landmarks:
+            seen += 1
+            lm = result.pose_landmarks.landmark
+            mp_sh = np.array([[lm[j].x * truth["width"], lm[j].y * truth["height"]] for j in (11, 12)])
+            errors.append(np.linalg.norm(mp_sh - arrays["keypoints"][k, [5, 6]], axis=1).max())
+    total = len(range(0, truth["num_frames"], 3))
+    assert seen >= 0.95 * total, f"MediaPipe found a person in {seen} of {total} frames"
+    assert np.median(errors) < 0.05 * truth["height"], "shoulders should be where the truth says"
