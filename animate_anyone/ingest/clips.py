@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,7 +20,7 @@ from animate_anyone.config import Clips
 from animate_anyone.errors import MediaError
 from animate_anyone.ingest.shots import Shots
 from animate_anyone.ids import sha256_file
-from animate_anyone.media.video import VideoInfo, VideoWriter, iter_frames, probe
+from animate_anyone.media.video import VideoInfo, VideoWriter, constant_rate, iter_frames_from, probe
 
 CLIPS_VERSION = "1"
 
@@ -59,7 +60,7 @@ def clip_id(source_id: str, source_sha256: str, start: int, end: int) -> str:
 
 def check_video(path: Path, cfg: Clips) -> VideoInfo:
     """Refuse videos that cannot yield a clip, saying why; returns the probe."""
-    info = probe(path, count_frames=True)
+    info = probe(path)
     if info.num_frames <= 1:
         raise MediaError(f"{path}: has {info.num_frames} frame(s); a clip needs at least {cfg.min_seconds:g} s", "too_few_frames")
     if info.duration_s < cfg.min_seconds:
@@ -93,48 +94,82 @@ def plan_clips(shots: Shots, cfg: Clips, source_id: str, source_sha256: str = ""
 
 
 def cut_clips(path: Path, plan: list[PlannedClip], out_dir: Path, cfg: Clips,
-              progress: Callable[[int], None] | None = None) -> list[CutClip]:
-    """Write every planned clip of ``path`` to ``out_dir/<clip_id>.mp4`` in one decode pass.
+              progress: Callable[[int], None] | None = None, workers: int | None = None) -> list[CutClip]:
+    """Write every planned clip of ``path`` to ``out_dir/<clip_id>.mp4``.
 
-    A clip already on disk (same id, so same source bytes and frames) is kept, not re-encoded.
+    The clips are split into ``workers`` groups of consecutive clips (about equal frame counts);
+    each group has its own decoder, which seeks to the keyframe before its first clip and decodes
+    forward, and its own encoder. x264 alone keeps only ~1.3 of 2 cores busy, so two groups cut
+    a video about 1.4x faster. Frame indices come from timestamps, so a seek lands exactly;
+    variable-frame-rate sources use one sequential pass. A clip already on disk (same id, so
+    same source bytes and frames) is kept, not re-encoded.
     """
     out_dir = Path(out_dir)
     info = probe(path)
     todo = sorted((c for c in plan if not (out_dir / f"{c.clip_id}.mp4").exists()), key=lambda c: c.start_frame)
-    queue = list(todo)
-    writer: VideoWriter | None = None
-    current: PlannedClip | None = None
-    last_needed = max((c.end_frame for c in todo), default=0)
-    n = 0
-    try:
-        for n, frame in enumerate(iter_frames(path)):
-            if n >= last_needed:
-                break
-            if current is None and queue and n == queue[0].start_frame:
-                current = queue.pop(0)
-                writer = VideoWriter(out_dir / f"{current.clip_id}.mp4", info.width, info.height,
-                                     info.fps_fraction, crf=cfg.crf, preset=cfg.preset).__enter__()
-            if writer is not None:
-                writer.write(frame)
-                if n + 1 == current.end_frame:
-                    writer.__exit__(None, None, None)
-                    writer, current = None, None
-                    if progress:
-                        progress(1)
-        if current is not None or queue:
-            missing = current or queue[0]
-            raise MediaError(f"{path}: decoding ended at frame {n + 1}, before clip frames "
-                             f"{missing.start_frame}-{missing.end_frame}", "truncated")
-    except BaseException as exc:
-        if writer is not None:
-            writer.__exit__(type(exc), exc, exc.__traceback__)
-        raise
+    workers = max(1, min(workers or cfg.workers, len(todo)))
+    if workers > 1 and not constant_rate(path):
+        workers = 1
+    groups = _balanced_groups(todo, workers)
+    if len(groups) <= 1:
+        _cut_group(path, todo, out_dir, cfg, info, progress)
+    else:
+        with ThreadPoolExecutor(len(groups), thread_name_prefix="cut") as pool:
+            for f in [pool.submit(_cut_group, path, g, out_dir, cfg, info, progress) for g in groups]:
+                f.result()
     results = []
     for c in plan:
         p = out_dir / f"{c.clip_id}.mp4"
         results.append(CutClip(c.clip_id, c.shot_idx, c.start_frame, c.end_frame, c.end_frame - c.start_frame,
                                str(p.resolve()), sha256_file(p)))
     return results
+
+
+def _balanced_groups(clips: list[PlannedClip], n: int) -> list[list[PlannedClip]]:
+    total = sum(c.end_frame - c.start_frame for c in clips)
+    groups: list[list[PlannedClip]] = [[]]
+    acc = 0
+    for c in clips:
+        if groups[-1] and acc >= total * len(groups) / n and len(groups) < n:
+            groups.append([])
+        groups[-1].append(c)
+        acc += c.end_frame - c.start_frame
+    return [g for g in groups if g]
+
+
+def _cut_group(path: Path, clips: list[PlannedClip], out_dir: Path, cfg: Clips, info: VideoInfo,
+               progress: Callable[[int], None] | None) -> None:
+    """Decode from the keyframe before ``clips[0]`` and encode each clip in turn."""
+    if not clips:
+        return
+    queue = list(clips)
+    writer: VideoWriter | None = None
+    current: PlannedClip | None = None
+    last_needed = clips[-1].end_frame
+    idx = -1
+    try:
+        for idx, frame in iter_frames_from(path, clips[0].start_frame, info.fps_fraction):
+            if idx >= last_needed:
+                break
+            if current is None and queue and idx == queue[0].start_frame:
+                current = queue.pop(0)
+                writer = VideoWriter(out_dir / f"{current.clip_id}.mp4", info.width, info.height,
+                                     info.fps_fraction, crf=cfg.crf, preset=cfg.preset).__enter__()
+            if writer is not None:
+                writer.write(frame)
+                if idx + 1 == current.end_frame:
+                    writer.__exit__(None, None, None)
+                    writer, current = None, None
+                    if progress:
+                        progress(1)
+        if current is not None or queue:
+            missing = current or queue[0]
+            raise MediaError(f"{path}: decoding ended at frame {idx + 1}, before clip frames "
+                             f"{missing.start_frame}-{missing.end_frame}", "truncated")
+    except BaseException as exc:
+        if writer is not None:
+            writer.__exit__(type(exc), exc, exc.__traceback__)
+        raise
 
 
 def assign_split(source_id: str, fractions: dict[str, float]) -> str:

@@ -44,7 +44,7 @@ def download(text: str, root: DataRoot, cfg: Ingest) -> Fetched:
 
 def detect(fetched: Fetched, cfg: Ingest) -> Detected:
     info = check_video(Path(fetched.path), cfg.clips)
-    shots = detect_shots(Path(fetched.path), cfg.shots.detector, cfg.shots.params, cfg.shots.downscale)
+    shots = detect_shots(Path(fetched.path), cfg.shots.detector, cfg.shots.params, cfg.shots.downscale, workers=cfg.shots.workers)
     return Detected(fetched, info, shots)
 
 

@@ -87,15 +87,20 @@ def probe(path: Path, count_frames: bool = False) -> VideoInfo:
         )
 
 
-def iter_frames(path: Path, threads: bool = True) -> Iterator[av.VideoFrame]:
+def iter_frames(path: Path, threads: bool = True, fast: bool = False) -> Iterator[av.VideoFrame]:
     """Decoded frames of the first video stream, in presentation order.
 
-    A decoding error mid-stream becomes a :class:`MediaError` naming the frame it stopped at.
+    ``fast`` skips H.264's deblocking filter and allows non-spec-compliant speedups: about 30%
+    quicker, with tiny block-edge differences that do not matter for analysis (shot detection),
+    only for frames that are kept. A decoding error mid-stream becomes a :class:`MediaError`
+    naming the frame it stopped at.
     """
     with _open(path) as container:
         stream = container.streams.video[0]
         if threads:
             stream.thread_type = "AUTO"
+        if fast:
+            stream.codec_context.options = {"skip_loop_filter": "all", "flags2": "+fast"}
         n = 0
         try:
             for frame in container.decode(stream):
@@ -103,6 +108,43 @@ def iter_frames(path: Path, threads: bool = True) -> Iterator[av.VideoFrame]:
                 n += 1
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: decoding failed after {n} frames ({exc})", "corrupt_stream") from exc
+
+
+def constant_rate(path: Path) -> bool:
+    """True when the stream's average frame rate equals its nominal one (safe to index by time)."""
+    with _open(path) as container:
+        s = container.streams.video[0]
+        avg, real = s.average_rate, s.base_rate or s.guessed_rate
+        return bool(avg and real and abs(float(avg) - float(real)) < 1e-3 * float(real))
+
+
+def iter_frames_from(path: Path, start: int, fps: Fraction, fast: bool = False) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(index, frame)`` from frame ``start`` on, seeking to the keyframe before it.
+
+    After a seek, indices come from timestamps (``(pts - start_time) * fps``), which equals the
+    decode count for constant-frame-rate video; check :func:`constant_rate` first.
+    """
+    if start <= 0:
+        yield from enumerate(iter_frames(path, fast=fast))
+        return
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if fast:
+            stream.codec_context.options = {"skip_loop_filter": "all", "flags2": "+fast"}
+        tb = stream.time_base
+        origin = stream.start_time or 0
+        target = origin + int((start - 2) / fps / tb)
+        container.seek(max(target, origin), stream=stream, backward=True, any_frame=False)
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    raise MediaError(f"{path}: frame without timestamp after seeking; cannot index exactly", "no_timestamps")
+                idx = round(float((frame.pts - origin) * tb * fps))
+                if idx >= start:
+                    yield idx, frame
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{path}: decoding failed near frame {start} ({exc})", "corrupt_stream") from exc
 
 
 def yuv_thumbnail(frame: av.VideoFrame, step: int) -> np.ndarray:
@@ -116,7 +158,7 @@ def yuv_thumbnail(frame: av.VideoFrame, step: int) -> np.ndarray:
     u = _plane(frame, 1)[::half, ::half]
     v = _plane(frame, 2)[::half, ::half]
     h, w = min(y.shape[0], u.shape[0]), min(y.shape[1], u.shape[1])
-    yuv = np.dstack([y[:h, :w], u[:h, :w], v[:h, :w]])
+    yuv = cv2.merge([np.ascontiguousarray(y[:h, :w]), np.ascontiguousarray(u[:h, :w]), np.ascontiguousarray(v[:h, :w])])
     return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR)
 
 

@@ -1,0 +1,30 @@
+# Set-up and the two everyday commands. `make demo` and `make test` install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e ".[dev]"
+	@# mediapipe needs opencv-contrib-python and PySceneDetect opencv-python; both write the same
+	@# `cv2` package and uninstalling either breaks it. Keep one copy: contrib, a superset.
+	$(BIN)/pip uninstall -y opencv-python opencv-python-headless
+	$(BIN)/pip install --force-reinstall --no-deps "opencv-contrib-python==4.11.0.86"
+	$(BIN)/python -c "import av, cv2, duckdb, mediapipe, prefect, pyarrow, scenedetect, yt_dlp"
+	touch $@
+
+demo: install
+	$(BIN)/animate-anyone run demo
+
+test: install
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) data benchmarks/work

@@ -1,0 +1,104 @@
+"""The command line as a user types it, including the README's main job."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from animate_anyone import synthetic
+from animate_anyone.cli import app
+from animate_anyone.tables import DataRoot, query, write_part, refresh_catalog
+
+REPO = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("cmd", [[], ["run"], ["ingest"], ["query"], ["puppets"]])
+def test_every_subcommand_has_help(cmd):
+    result = runner.invoke(app, [*cmd, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+    if cmd:
+        assert len(result.output.splitlines()) > 4
+
+
+def test_puppets_writes_videos_with_truth(tmp_path):
+    result = runner.invoke(app, ["puppets", str(tmp_path), "--count", "2", "--seed", "5", "--size", "128x224", "--seconds", "2"])
+    assert result.exit_code == 0, result.output
+    for k in range(2):
+        truth, arrays = synthetic.load_truth(tmp_path / f"puppet_005_{k:03d}.mp4")
+        assert (truth["width"], truth["height"], truth["num_frames"]) == (128, 224, 60)
+    bad = runner.invoke(app, ["puppets", str(tmp_path), "--size", "big"])
+    assert bad.exit_code == 2 and "WIDTHxHEIGHT" in bad.output
+
+
+def test_query_formats(tmp_path):
+    root = DataRoot.from_uri(tmp_path)
+    import datetime as dt
+
+    write_part(root, "failures", "ds", "a", [{"stage": "download", "item_id": "a", "source": "http://x/a", "error_class": "E",
+                                               "reason": "http_404", "message": "gone", "retryable": False, "attempt": 1,
+                                               "at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)}])
+    refresh_catalog(root)
+    sql = "SELECT item_id, reason FROM failures"
+    as_json = runner.invoke(app, ["query", sql, "--data-root", str(tmp_path), "--format", "json"])
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout) == [{"item_id": "a", "reason": "http_404"}]
+    as_table = runner.invoke(app, ["query", sql, "--data-root", str(tmp_path)])
+    assert "http_404" in as_table.stdout and "1 rows" in as_table.stdout
+    refused = runner.invoke(app, ["query", "DELETE FROM failures", "--data-root", str(tmp_path)])
+    assert refused.exit_code == 2 and "read-only" in refused.output
+
+
+def test_query_csv_in_a_real_process(tmp_path):
+    root = DataRoot.from_uri(tmp_path)
+    refresh_catalog(root)
+    out = subprocess.run([sys.executable, "-m", "animate_anyone.cli", "query", "SELECT 1 AS a, 'x' AS b",
+                          "--data-root", str(tmp_path), "--format", "csv"], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ['"a","b"', '1,"x"']
+
+
+def test_invalid_config_exits_2_with_the_field(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("default: demo\npipelines:\n  demo:\n    ingest: {clips: {max_seconds: nope}}\n")
+    result = runner.invoke(app, ["query", "SELECT 1", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "pipelines.demo.ingest.clips.max_seconds" in result.output and str(bad) in result.output
+
+
+def test_library_does_not_import_prefect():
+    code = ("import sys, animate_anyone.cli, animate_anyone.ingest.stages, animate_anyone.synthetic, "
+            "animate_anyone.tables; print('prefect' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```(?:bash|sh)\n(.*?)```", text, re.S).group(1)
+    return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_starts_with_the_two_commands():
+    demo, tests = _readme_commands()[:2]
+    assert demo == "make demo" and tests == "make test"
+    make = (REPO / "Makefile").read_text()
+    assert "animate-anyone run demo" in make and "pytest" in make
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_main_job_runs_the_demo_end_to_end(tmp_path):
+    """What `make demo` runs after installing: the demo pipeline, through the real CLI."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    out = subprocess.run([sys.executable, "-m", "animate_anyone.cli", "run", "demo", "--data-root", str(tmp_path / "data")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "4 ok, 0 duplicate, 0 failed" in out.stdout
+    root = DataRoot.from_uri(tmp_path / "data")
+    n = query(root, "SELECT count(*) AS n, min(end_s - start_s) AS lo, max(end_s - start_s) AS hi FROM clips").to_pylist()[0]
+    assert n["n"] >= 8 and 2.0 <= n["lo"] and n["hi"] <= 10.0
