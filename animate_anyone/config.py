@@ -57,7 +57,9 @@ class Retries(_Strict):
 
 class Download(_Strict):
     max_height: int = Field(1080, ge=144)
-    format: str = "bv*[height<={h}][ext=mp4]+ba[ext=m4a]/b[height<={h}][ext=mp4]/bv*[height<={h}]+ba/b[height<={h}]/b"
+    # yt-dlp format selection; {h} becomes max_height. `<=?` lets formats of unknown height through
+    # (direct file links); a video whose every format is taller fails with a clear reason.
+    format: str = "bv*[height<=?{h}][ext=mp4]+ba[ext=m4a]/b[height<=?{h}][ext=mp4]/bv*[height<=?{h}]+ba/b[height<=?{h}]"
     rate_limit_bytes_per_s: int | None = Field(None, ge=1024)
     sleep_between_s: float = Field(0.0, ge=0.0)  # pause between two downloads by one worker
     socket_timeout_s: float = Field(20.0, gt=0.0)

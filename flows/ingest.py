@@ -45,7 +45,8 @@ def _download_key(ctx, p) -> str:
 
 def _detect_key(ctx, p) -> str:
     cfg: Ingest = p["cfg"]
-    return _key("detect", SHOTS_VERSION, p["fetched"].sha256, cfg.shots.model_dump(), cfg.clips.model_dump())
+    # the result carries the source's identity, so two sources with the same bytes need two entries
+    return _key("detect", SHOTS_VERSION, p["fetched"].source_id, p["fetched"].sha256, cfg.shots.model_dump(), cfg.clips.model_dump())
 
 
 def _cut_key(ctx, p) -> str:

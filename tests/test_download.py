@@ -71,3 +71,52 @@ def test_local_file_is_brought_in_by_content(bad_media, tmp_path):
     assert got.sha256 == sha256_file(bad_media / "good.mp4")
     same = fetch(parse_source(f"file://{bad_media / 'mirror' / 'good.mp4'}"), tmp_path, CFG)
     assert same.source_id == got.source_id  # same bytes, same id
+
+
+@pytest.fixture(scope="module")
+def two_size_page(tmp_path_factory):
+    """An HTML5 page offering the same dance at 192x320 and 576x960, as many sites do."""
+    from animate_anyone import synthetic
+
+    out = tmp_path_factory.mktemp("page")
+    for name, w, h in (("small", 192, 320), ("large", 576, 960)):
+        shot = synthetic.ShotSpec(70, 4, 3, "wave", synthetic.Camera(0.5))
+        synthetic.write_video(synthetic.VideoSpec(name, w, h, (shot,)), out)
+    (out / "dance.html").write_text(
+        "<html><head><title>Dance</title></head><body><video controls>"
+        '<source src="large.mp4" type="video/mp4" label="960p" res="960">'
+        '<source src="small.mp4" type="video/mp4" label="320p" res="320"></video></body></html>')
+    return out
+
+
+@pytest.mark.parametrize("cap, size", [(480, (192, 320)), (1080, (576, 960))])
+def test_height_cap_picks_the_best_format_under_it(two_size_page, tmp_path, cap, size):
+    from animate_anyone.ingest.serve import serve_directory
+    from animate_anyone.media.video import probe
+
+    with serve_directory(two_size_page) as base:
+        got = fetch(parse_source(f"{base}/dance.html"), tmp_path, Download(max_height=cap))
+    info = probe(got.path)
+    assert (info.width, info.height) == size and got.title.startswith("Dance")
+
+
+def test_height_cap_below_every_format_is_refused(two_size_page, tmp_path):
+    from animate_anyone.ingest.serve import serve_directory
+
+    with serve_directory(two_size_page) as base, pytest.raises(DownloadError) as e:
+        fetch(parse_source(f"{base}/dance.html"), tmp_path, Download(max_height=240))
+    assert "format" in str(e.value).lower() and not is_retryable(e.value)
+
+
+def test_rate_limit_slows_the_download(two_size_page, tmp_path):
+    import time
+
+    from animate_anyone.ingest.serve import serve_directory
+
+    size = (two_size_page / "large.mp4").stat().st_size
+    limit = max(1024, size // 2)  # about two seconds for the file
+    with serve_directory(two_size_page) as base:
+        t0 = time.perf_counter()
+        fetch(parse_source(f"{base}/large.mp4"), tmp_path, Download(rate_limit_bytes_per_s=limit))
+        elapsed = time.perf_counter() - t0
+    assert elapsed >= 0.7 * size / limit, f"{size} bytes at {limit} B/s took {elapsed:.2f} s"

@@ -1,6 +1,7 @@
 """The ingest flow on a real (temporary) Prefect server: demo end to end, caching, bad input, resume."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -30,6 +31,15 @@ def _task_states(flow_run_id) -> dict[str, str]:
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     return {r.name: r.state.name for r in runs}
+
+
+def _artifacts(flow_run_id) -> dict:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
 
 
 def _run_ingest(**kwargs):
@@ -65,6 +75,9 @@ def test_demo_ingest_end_to_end_then_fully_cached(test_config):
             assert 2.0 <= c["end_s"] - c["start_s"] <= 10.0
             assert len(set(arrays["shot"][c["start_frame"] : c["end_frame"]])) == 1
             assert Path(c["clip_uri"].removeprefix("file://")).exists()
+    artifacts = _artifacts(run_id)
+    assert artifacts["ingest-progress"].data == 100.0
+    assert {r["status"] for r in json.loads(artifacts["ingest-summary"].data)} == {"ok"}
     before = {t: _rows(root, t, drop=()) for t in ("sources", "shots", "clips")}
     assert query(root, "SELECT count(*) AS n FROM clips").to_pylist() == [{"n": clips.num_rows}]
 
@@ -76,49 +89,52 @@ def test_demo_ingest_end_to_end_then_fully_cached(test_config):
     assert {t: _rows(root, t, drop=()) for t in ("sources", "shots", "clips")} == before  # nothing rewritten
 
 
-def test_bad_inputs_fail_alone_and_rerun_retries_only_them(test_config, fault_server, closed_port_url, caplog):
+def test_bad_inputs_fail_alone_and_rerun_retries_only_them(test_config, fault_server, closed_port_url, bad_media, caplog):
     bad = {
         fault_server.url("404/clip.mp4"): ("download", "http_404", False),
         fault_server.url("500/clip.mp4"): ("download", "http_500", True),
         fault_server.url("page.html"): ("download", "unsupported_url", False),
         fault_server.url("truncated.mp4"): ("detect", "not_a_video", False),
-        fault_server.url("empty.mp4"): (None, None, False),  # yt-dlp or the probe refuses it
+        fault_server.url("empty.mp4"): ("download", "empty_file", False),
         fault_server.url("text.mp4"): ("detect", "not_a_video", False),
         fault_server.url("short.mp4"): ("detect", "too_short", False),
         fault_server.url("single.mp4"): ("detect", "too_few_frames", False),
         closed_port_url: ("download", "network", True),
     }
-    good = [fault_server.url("good.mp4"), fault_server.url("429once/retry.mp4")]
+    bad[str(bad_media / "single.mp4")] = ("detect", "too_few_frames", False)  # a local path goes the same way
+    good = [fault_server.url("good.mp4"), fault_server.url("429once/retry.mp4"), str(bad_media / "mirror" / "good.mp4")]
     with caplog.at_level(logging.ERROR):
         summary, _ = _run_ingest(config_path=str(test_config), sources=good + list(bad))
     root = DataRoot.from_uri(load_pipeline("test", test_config).data_root)
     status = {o["url"]: o["status"] for o in summary["outcomes"]}
-    assert summary["ok"] == 2 and summary["failed"] == len(bad), status
+    assert summary["ok"] == 3 and summary["failed"] == len(bad), status
     assert fault_server.hits["/429once/retry.mp4"] >= 2  # a 429, then the file
     assert fault_server.hits["/500/clip.mp4"] == 3  # retried to the configured 3 attempts
     assert fault_server.hits["/404/clip.mp4"] == 1  # never retried
     failures = {r["source"]: r for r in read_table(root, "failures").to_pylist()}
     for url, (stage, reason, retryable) in bad.items():
-        canon = canonical_url(url)
+        canon = canonical_url(url) if "://" in url else Path(url).resolve().as_uri()
         row = failures[canon]
-        if stage:
-            assert (row["stage"], row["reason"], row["retryable"]) == (stage, reason, retryable), row
+        assert (row["stage"], row["reason"], row["retryable"]) == (stage, reason, retryable), row
         assert row["attempt"] == 1 and row["message"]
         lines = [r.getMessage() for r in caplog.records if "FAILED" in r.getMessage() and canon in r.getMessage()]
         assert len(lines) == 1, f"one log line per failed source, got {lines}"
+    clip_sources = set(read_table(root, "clips")["source_id"].to_pylist())
+    ok_sources = {r["source_id"] for r in read_table(root, "sources").to_pylist() if r["status"] == "ok"}
+    assert clip_sources == ok_sources and len(ok_sources) == 3  # same bytes under two names: two sources
     sources = {r["url"]: r["status"] for r in read_table(root, "sources").to_pylist()}
-    assert sum(v == "failed" for v in sources.values()) == len(bad) and sum(v == "ok" for v in sources.values()) == 2
+    assert sum(v == "failed" for v in sources.values()) == len(bad) and sum(v == "ok" for v in sources.values()) == 3
 
     hits_good = fault_server.hits["/good.mp4"]
     summary2, run_id = _run_ingest(config_path=str(test_config), sources=good + list(bad))
-    assert summary2["ok"] == 2 and summary2["failed"] == len(bad)
+    assert summary2["ok"] == 3 and summary2["failed"] == len(bad)
     assert fault_server.hits["/good.mp4"] == hits_good, "finished sources are not fetched again"
     assert fault_server.hits["/404/clip.mp4"] == 2 and fault_server.hits["/500/clip.mp4"] == 6
     attempts = {r["source"]: r["attempt"] for r in read_table(root, "failures").to_pylist()}
     assert len(attempts) == len(bad) and max(attempts.values()) == 2
     states = _task_states(run_id)
     cached = [n for n, s in states.items() if s == "Cached"]
-    assert len(cached) >= 2 * 4  # both good sources: every step cached
+    assert len(cached) >= 3 * 4  # the good sources: every step cached
 
 
 def test_killed_run_resumes_to_the_same_tables(test_config, tmp_path):

@@ -1,7 +1,6 @@
 """Shot detection against the puppet truth, and frame-accurate 2-10 s clips."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

@@ -158,6 +158,8 @@ def classify_ytdlp_error(url: str, exc: BaseException) -> AnimateAnyoneError:
         if status == 429 or status >= 500:
             return TransientDownloadError(f"{url}: {clean}", f"http_{status}")
         return DownloadError(f"{url}: {clean}", f"http_{status}")
+    if "did not get any data blocks" in low:
+        return DownloadError(f"{url}: the server sent an empty file", "empty_file")
     if any(p in low for p in _PERMANENT_PATTERNS):
         m = re.search(r"http error (\d{3})", low)
         reason = f"http_{m.group(1)}" if m else ("unsupported_url" if "unsupported url" in low else "unavailable")

@@ -13,9 +13,7 @@ from pathlib import Path
 
 from animate_anyone.config import Ingest, Pipeline
 from animate_anyone.errors import AnimateAnyoneError, PermanentError, is_retryable
-from animate_anyone.ingest.clips import (
-    CutClip, PlannedClip, ShotDecision, assign_split, check_video, cut_clips, plan_clips, shot_params_json,
-)
+from animate_anyone.ingest.clips import CutClip, ShotDecision, assign_split, check_video, cut_clips, plan_clips, shot_params_json
 from animate_anyone.ingest.download import Fetched, fetch, parse_source
 from animate_anyone.ingest.shots import Shots, auto_step, detect_shots
 from animate_anyone.media.video import VideoInfo
@@ -167,7 +165,3 @@ def ingest_source(text: str, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
         outcome = record_failure(root, dataset, stage, text, exc)
         log.error("FAILED %s at %s: %s", outcome["url"], stage, outcome["error"])
         return outcome
-
-
-__all__ = ["Cut", "Detected", "PlannedClip", "cut", "detect", "download", "ingest_source",
-           "pipeline_sources", "record_failure", "write", "write_duplicate"]
