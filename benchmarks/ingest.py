@@ -114,7 +114,7 @@ def main() -> None:
     result = {
         "benchmark": "ingest", "date": dt.date.today().isoformat(), "machine": machine(),
         "video": {"seconds": duration, "width": width, "height": height, "fps": 30, "cuts": best["cuts_true"]},
-        "pipeline": args.pipeline, "runs": runs,
+        "pipeline": args.pipeline, "ingest_settings": load_pipeline(args.pipeline).ingest.model_dump(), "runs": runs,
         "median_total_s": statistics.median(r["total_s"] for r in runs),
         "best_total_s": best["total_s"],
         "realtime_factor_median": duration / statistics.median(r["total_s"] for r in runs),
