@@ -79,6 +79,8 @@ def bad_media(tmp_path_factory, puppet_dir) -> Path:
     synthetic.write_video(synthetic.VideoSpec("retry", 256, 448, (synthetic.ShotSpec(75, 7, 8, "step", C(0.5)),)), out)
     (out / "mirror").mkdir()
     (out / "mirror" / "good.mp4").write_bytes((out / "good.mp4").read_bytes())
+    (out / "other").mkdir()
+    (out / "other" / "good.mp4").write_bytes((out / "retry.mp4").read_bytes())  # same name, other video
     return out
 
 

@@ -23,11 +23,19 @@ def test_download_then_skip_without_network(fault_server, bad_media, tmp_path):
     assert already_fetched(tmp_path, first.source_id) is not None
 
 
-def test_archive_dedupes_the_same_video_under_another_url(fault_server, tmp_path):
+def test_same_bytes_under_another_url_are_a_duplicate(fault_server, tmp_path):
     a = fetch(parse_source(fault_server.url("good.mp4")), tmp_path, CFG)
     b = fetch(parse_source(fault_server.url("mirror/good.mp4")), tmp_path, CFG)
-    assert b.duplicate_of == a.source_id and b.source_id != a.source_id
-    assert (tmp_path / "archive.txt").read_text().split() == ["generic", "good"]
+    assert b.duplicate_of == a.source_id and b.source_id != a.source_id and b.path == a.path
+    assert len(list(tmp_path.glob("*.mp4"))) == 1
+
+
+def test_direct_links_with_the_same_file_name_are_not_confused(fault_server, tmp_path):
+    """yt-dlp's generic "id" is the file name; two different videos called good.mp4 stay two."""
+    a = fetch(parse_source(fault_server.url("good.mp4")), tmp_path, CFG)
+    b = fetch(parse_source(fault_server.url("other/good.mp4")), tmp_path, CFG)
+    assert a.video_id == b.video_id == "good"
+    assert b.duplicate_of is None and a.sha256 != b.sha256 and len(list(tmp_path.glob("*.mp4"))) == 2
 
 
 def test_loopback_port_does_not_change_the_source_id():

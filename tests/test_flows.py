@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -89,16 +88,19 @@ def test_demo_ingest_end_to_end_then_fully_cached(test_config):
     assert {t: _rows(root, t, drop=()) for t in ("sources", "shots", "clips")} == before  # nothing rewritten
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
+def _flow_log(flow_run_id) -> list[str]:
+    """The messages the flow run sent to the Prefect API (what its page in the UI shows)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+    return [entry.message for entry in logs]
 
 
-def test_bad_inputs_fail_alone_and_rerun_retries_only_them(test_config, fault_server, closed_port_url, bad_media):
+def test_bad_inputs_fail_alone_and_rerun_retries_only_them(test_config, fault_server, closed_port_url, bad_media, tmp_path):
     bad = {
         fault_server.url("404/clip.mp4"): ("download", "http_404", False),
         fault_server.url("500/clip.mp4"): ("download", "http_500", True),
@@ -110,17 +112,14 @@ def test_bad_inputs_fail_alone_and_rerun_retries_only_them(test_config, fault_se
         fault_server.url("single.mp4"): ("detect", "too_few_frames", False),
         closed_port_url: ("download", "network", True),
     }
-    bad[str(bad_media / "single.mp4")] = ("detect", "too_few_frames", False)  # a local path goes the same way
+    local = synthetic.write_video(synthetic.VideoSpec("two_frames", 256, 448, (synthetic.ShotSpec(2, 1, 1, "sway"),)), tmp_path)
+    bad[str(local)] = ("detect", "too_short", False)  # a local path goes the same way
     good = [fault_server.url("good.mp4"), fault_server.url("429once/retry.mp4"), str(bad_media / "mirror" / "good.mp4")]
-    flow_log, handler = logging.getLogger("prefect.flow_runs"), _Lines()
-    flow_log.addHandler(handler)
-    try:
-        summary, _ = _run_ingest(config_path=str(test_config), sources=good + list(bad))
-    finally:
-        flow_log.removeHandler(handler)
+    duplicate = fault_server.url("mirror/good.mp4")  # good.mp4's bytes: a third name for them
+    summary, first_run = _run_ingest(config_path=str(test_config), sources=good + list(bad) + [duplicate])
+    messages = _flow_log(first_run)
     root = DataRoot.from_uri(load_pipeline("test", test_config).data_root)
-    status = {o["url"]: o["status"] for o in summary["outcomes"]}
-    assert summary["ok"] == 3 and summary["failed"] == len(bad), status
+    assert summary["ok"] == 2 and summary["failed"] == len(bad) and summary["duplicate"] == 2, "; ".join(f"{o['url']}={o['status']}" for o in summary["outcomes"] if o["status"] != "failed")
     assert fault_server.hits["/429once/retry.mp4"] >= 2  # a 429, then the file
     assert fault_server.hits["/500/clip.mp4"] == 3  # retried to the configured 3 attempts
     assert fault_server.hits["/404/clip.mp4"] == 1  # never retried
@@ -130,24 +129,25 @@ def test_bad_inputs_fail_alone_and_rerun_retries_only_them(test_config, fault_se
         row = failures[canon]
         assert (row["stage"], row["reason"], row["retryable"]) == (stage, reason, retryable), row
         assert row["attempt"] == 1 and row["message"]
-        lines = [m for m in handler.lines if m.startswith(f"FAILED {canon} at {stage}: ")]
-        assert len(lines) == 1, f"expected one log line for {canon}; the flow logged {handler.lines}"
+        lines = [m for m in messages if m.startswith(f"FAILED {canon} at {stage}: ")]
+        assert len(lines) == 1, f"expected one log line for {canon}; the flow logged {messages}"
     clip_sources = set(read_table(root, "clips")["source_id"].to_pylist())
     ok_sources = {r["source_id"] for r in read_table(root, "sources").to_pylist() if r["status"] == "ok"}
-    assert clip_sources == ok_sources and len(ok_sources) == 3  # same bytes under two names: two sources
+    assert clip_sources == ok_sources and len(ok_sources) == 2  # three names for one video: one source
     sources = {r["url"]: r["status"] for r in read_table(root, "sources").to_pylist()}
-    assert sum(v == "failed" for v in sources.values()) == len(bad) and sum(v == "ok" for v in sources.values()) == 3
+    assert sum(v == "duplicate" for v in sources.values()) == 2
+    assert sum(v == "failed" for v in sources.values()) == len(bad) and sum(v == "ok" for v in sources.values()) == 2
 
     hits_good = fault_server.hits["/good.mp4"]
-    summary2, run_id = _run_ingest(config_path=str(test_config), sources=good + list(bad))
-    assert summary2["ok"] == 3 and summary2["failed"] == len(bad)
+    summary2, run_id = _run_ingest(config_path=str(test_config), sources=good + list(bad) + [duplicate])
+    assert summary2["ok"] == 2 and summary2["failed"] == len(bad) and summary2["duplicate"] == 2
     assert fault_server.hits["/good.mp4"] == hits_good, "finished sources are not fetched again"
     assert fault_server.hits["/404/clip.mp4"] == 2 and fault_server.hits["/500/clip.mp4"] == 6
     attempts = {r["source"]: r["attempt"] for r in read_table(root, "failures").to_pylist()}
     assert len(attempts) == len(bad) and max(attempts.values()) == 2
     states = _task_states(run_id)
     cached = [n for n, s in states.items() if s == "Cached"]
-    assert len(cached) >= 3 * 4  # the good sources: every step cached
+    assert len(cached) >= 2 * 4 + 2  # the good sources: every step cached; the duplicates' downloads too
 
 
 def test_killed_run_resumes_to_the_same_tables(test_config, tmp_path):

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -28,6 +29,7 @@ from animate_anyone.errors import AnimateAnyoneError, DownloadError, PermanentEr
 from animate_anyone.media.video import ffmpeg_exe
 
 DOWNLOAD_VERSION = "1"
+_REGISTER = threading.Lock()
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 
 
@@ -104,10 +106,11 @@ def already_fetched(out_dir: Path, source_id: str) -> Fetched | None:
     return Fetched(**{**data, "skipped": True})
 
 
-def _find_by_video(out_dir: Path, extractor: str, video_id: str) -> Fetched | None:
-    for side in out_dir.glob("*.info.json"):
+def _find_by(out_dir: Path, **match: str) -> Fetched | None:
+    """A completed download whose sidecar has all the ``match`` values."""
+    for side in sorted(out_dir.glob("*.info.json")):
         data = json.loads(side.read_text())
-        if data.get("extractor") == extractor and data.get("video_id") == video_id and Path(data["path"]).exists():
+        if all(data.get(k) == v for k, v in match.items()) and Path(data["path"]).exists():
             return Fetched(**data)
     return None
 
@@ -200,7 +203,14 @@ def _ydl_options(cfg: Download, out_dir: Path, source_id: str, use_archive: bool
 
 
 def fetch_url(spec: SourceSpec, out_dir: Path, cfg: Download) -> Fetched:
-    """Download one URL with yt-dlp (one attempt), or return what an earlier run fetched."""
+    """Download one URL with yt-dlp (one attempt), or return what an earlier run fetched.
+
+    Dedupe: for site extractors, yt-dlp's archive (extractor + video id) spots the same video
+    under another URL before downloading. The generic extractor's "id" is only the file name, so
+    two different videos called ``video.mp4`` would collide: direct links skip the archive and
+    are deduped by their bytes after downloading instead (as local files are). The first source
+    to register the bytes keeps them; later ones are recorded as duplicates of it.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     source_id = spec.source_id
@@ -208,15 +218,16 @@ def fetch_url(spec: SourceSpec, out_dir: Path, cfg: Download) -> Fetched:
     if done:
         return done
     try:
-        with yt_dlp.YoutubeDL(_ydl_options(cfg, out_dir, source_id, use_archive=True)) as ydl:
+        with yt_dlp.YoutubeDL(_ydl_options(cfg, out_dir, source_id, use_archive=False)) as ydl:
             info = ydl.extract_info(spec.value, download=False)
-            if info.get("_type") in ("playlist", "multi_video"):
-                raise DownloadError(f"{spec.value}: is a playlist; list its videos one by one", "playlist")
-            if ydl.in_download_archive(info):
-                other = _find_by_video(out_dir, info.get("extractor_key", ""), str(info.get("id")))
+        if info.get("_type") in ("playlist", "multi_video"):
+            raise DownloadError(f"{spec.value}: is a playlist; list its videos one by one", "playlist")
+        generic = info.get("extractor_key") == "Generic"
+        with yt_dlp.YoutubeDL(_ydl_options(cfg, out_dir, source_id, use_archive=not generic)) as ydl:
+            if not generic and ydl.in_download_archive(info):
+                other = _find_by(out_dir, extractor=info.get("extractor_key", ""), video_id=str(info.get("id")))
                 if other and other.source_id != source_id:
-                    return Fetched(**{**other.__dict__, "source_id": source_id, "uri": spec.uri,
-                                      "duplicate_of": other.source_id, "skipped": True})
+                    return _duplicate(other, spec, out_dir)
             info = ydl.process_ie_result(info, download=True)
     except yt_dlp.utils.YoutubeDLError as exc:
         raise classify_ytdlp_error(spec.value, exc) from exc
@@ -229,13 +240,27 @@ def fetch_url(spec: SourceSpec, out_dir: Path, cfg: Download) -> Fetched:
         if not candidates:
             raise DownloadError(f"{spec.value}: yt-dlp finished but wrote no video file", "no_file")
         path = candidates[0]
+    digest = sha256_file(path)
     fetched = Fetched(
-        source_id=source_id, uri=spec.uri, path=str(path.resolve()), sha256=sha256_file(path),
+        source_id=source_id, uri=spec.uri, path=str(path.resolve()), sha256=digest,
         extractor=str(info.get("extractor_key") or info.get("extractor") or "unknown"),
         video_id=str(info.get("id", "")), title=str(info.get("title") or ""),
     )
-    _write_json_atomic(_sidecar(out_dir, source_id), fetched.__dict__)
+    with _REGISTER:  # concurrent downloads of the same bytes: exactly one is kept
+        other = _find_by(out_dir, sha256=digest, duplicate_of=None) if generic else None
+        if other and other.source_id != source_id:
+            path.unlink()  # the same bytes are already kept under the other source
+            return _duplicate(other, spec, out_dir)
+        _write_json_atomic(_sidecar(out_dir, source_id), fetched.__dict__)
     return fetched
+
+
+def _duplicate(other: Fetched, spec: SourceSpec, out_dir: Path) -> Fetched:
+    """Record ``spec`` as another name for ``other`` (its sidecar makes reruns skip it too)."""
+    dup = Fetched(**{**other.__dict__, "source_id": spec.source_id, "uri": spec.uri,
+                     "duplicate_of": other.source_id, "skipped": False})
+    _write_json_atomic(_sidecar(out_dir, spec.source_id), dup.__dict__)
+    return dup
 
 
 def fetch_path(spec: SourceSpec, out_dir: Path) -> Fetched:
@@ -249,17 +274,22 @@ def fetch_path(spec: SourceSpec, out_dir: Path) -> Fetched:
     if done:
         return done
     out_dir.mkdir(parents=True, exist_ok=True)
-    dest = out_dir / f"{source_id}{src.suffix.lower() or '.mp4'}"
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
-    fetched = Fetched(source_id=source_id, uri=spec.uri, path=str(dest.resolve()), sha256=sha256_file(dest),
-                      extractor="local", video_id=source_id, title=src.stem)
-    _write_json_atomic(_sidecar(out_dir, source_id), fetched.__dict__)
+    digest = sha256_file(src)
+    with _REGISTER:
+        other = _find_by(out_dir, sha256=digest, duplicate_of=None)
+        if other and other.source_id != source_id:
+            return _duplicate(other, spec, out_dir)
+        dest = out_dir / f"{source_id}{src.suffix.lower() or '.mp4'}"
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+        fetched = Fetched(source_id=source_id, uri=spec.uri, path=str(dest.resolve()), sha256=digest,
+                          extractor="local", video_id=source_id, title=src.stem)
+        _write_json_atomic(_sidecar(out_dir, source_id), fetched.__dict__)
     return fetched
 
 
