@@ -61,6 +61,9 @@ def _print_ingest(summary: dict) -> None:
         table.add_row(o["status"], str(o["clips"]), o["url"], (o.get("error") or "")[:200])
     out.print(table)
     out.print(f"{summary['ok']} ok, {summary['duplicate']} duplicate, {summary['failed']} failed; {summary['clips']} clips")
+    if summary["failed"]:
+        out.print("Failed sources are in the `failures` table (animate-anyone query \"SELECT * FROM failures\"); "
+                  "running the same command again retries only them.")
 
 
 @app.command()
