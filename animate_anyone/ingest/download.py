@@ -122,7 +122,7 @@ class _QuietLogger:
         self.messages: list[str] = []
 
     def debug(self, msg: str) -> None:
-        pass
+        """Progress and debug chatter is dropped."""
 
     info = debug
 
