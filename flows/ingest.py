@@ -40,19 +40,22 @@ def _key(step: str, version: str, *parts) -> str:
 def _download_key(ctx, p) -> str:
     root = DataRoot.from_uri(p["root"])
     spec = parse_source(p["source"])
-    return _key("download", DOWNLOAD_VERSION, spec.source_id, str(root.path), p["cfg"].download.model_dump())
+    # what decides the file: the source and the format selection (not retries or rate limits)
+    return _key("download", DOWNLOAD_VERSION, spec.source_id, str(root.path), p["cfg"].download.format_string())
 
 
 def _detect_key(ctx, p) -> str:
     cfg: Ingest = p["cfg"]
+    checks = cfg.clips.model_dump(include={"min_seconds", "min_width", "min_height"})
+    shots = cfg.shots.model_dump(exclude={"workers"})
     # the result carries the source's identity, so two sources with the same bytes need two entries
-    return _key("detect", SHOTS_VERSION, p["fetched"].source_id, p["fetched"].sha256, cfg.shots.model_dump(), cfg.clips.model_dump())
+    return _key("detect", SHOTS_VERSION, p["fetched"].source_id, p["fetched"].sha256, shots, checks)
 
 
 def _cut_key(ctx, p) -> str:
     det, root = p["detected"], DataRoot.from_uri(p["root"])
     return _key("cut", CLIPS_VERSION, det.fetched.source_id, det.fetched.sha256, det.shots.ranges,
-                p["cfg"].clips.model_dump(), str(root.path))
+                p["cfg"].clips.model_dump(exclude={"split", "workers"}), str(root.path))
 
 
 def _write_key(ctx, p) -> str:
@@ -159,5 +162,8 @@ def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log
                 finished(stages.record_failure(root, dataset, stage, src, value))
                 break
         else:
+            result = steps[1].result()
+            if not stages.written(result, root, dataset):  # cached, but the rows are another run's
+                value = stages.write(result, root, dataset, cfg)
             finished(value)
     return outcomes

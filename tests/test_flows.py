@@ -181,3 +181,31 @@ def test_killed_run_resumes_to_the_same_tables(test_config, tmp_path):
         assert _rows(a, table, drop) == _rows(b, table, drop), table
     assert read_table(a, "clips").num_rows > 0
     assert not [p for p in killed_root.rglob("*") if ".partial." in p.name or p.name.endswith(".tmp")]
+
+
+def test_cache_keys_follow_the_parameters_that_matter(test_config, tmp_path):
+    """Changing retries reuses every step; changing the clip length redoes cut and write only."""
+    import yaml
+
+    _run_ingest(config_path=str(test_config))
+    cfg = yaml.safe_load(test_config.read_text())
+    cfg["pipelines"]["test"]["ingest"]["download"]["retries"]["attempts"] = 5
+    retried = tmp_path / "retries.yaml"
+    retried.write_text(yaml.safe_dump(cfg))
+    _, run_id = _run_ingest(config_path=str(retried))
+    assert set(_task_states(run_id).values()) == {"Cached"}
+    cfg["pipelines"]["test"]["ingest"]["clips"]["max_seconds"] = 6
+    shorter = tmp_path / "shorter.yaml"
+    shorter.write_text(yaml.safe_dump(cfg))
+    summary, run_id = _run_ingest(config_path=str(shorter))
+    states = _task_states(run_id)
+    by_step = {step: {s for n, s in states.items() if n.startswith(step + "-")} for step in ("download", "detect", "cut", "write")}
+    assert by_step == {"download": {"Cached"}, "detect": {"Cached"}, "cut": {"Completed"}, "write": {"Completed"}}
+    root = DataRoot.from_uri(load_pipeline("test", shorter).data_root)
+    assert query(root, "SELECT max(end_s - start_s) AS m FROM clips").to_pylist()[0]["m"] <= 6.0
+    short_clips = read_table(root, "clips").num_rows
+    _, run_id = _run_ingest(config_path=str(retried))  # back to 10 s: every step cached...
+    assert set(_task_states(run_id).values()) == {"Cached"}
+    clips = read_table(root, "clips")  # ...and the tables hold the 10 s clips again, not the 6 s ones
+    assert clips.num_rows < short_clips and max(e - s for s, e in zip(clips["start_s"].to_pylist(), clips["end_s"].to_pylist())) > 6.0
+    assert all(Path(u.removeprefix("file://")).exists() for u in clips["clip_uri"].to_pylist())

@@ -79,9 +79,19 @@ def write(result: Cut, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
          "sha256": c.sha256, "split": split} for c in result.clips])
     row = source_row(f, info, status="ok", num_clips=len(result.clips))
     write_part(root, "sources", dataset, f.source_id, [row])
+
     delete_part(root, "failures", dataset, f.source_id)
     return {"source_id": f.source_id, "url": f.uri, "status": "ok", "shots": len(shots.ranges),
             "clips": len(result.clips), "error": None}
+
+
+def written(result: Cut, root: DataRoot, dataset: str) -> bool:
+    """Do the tables hold exactly ``result``'s clips for its source? (A cached write made under
+    other settings may have been overwritten since.)"""
+    src = result.detected.fetched.source_id
+    rows = read_part(root, "sources", dataset, src)
+    clip_ids = {r["clip_id"] for r in read_part(root, "clips", dataset, src)}
+    return bool(rows) and rows[0]["status"] == "ok" and clip_ids == {c.clip_id for c in result.clips}
 
 
 def source_row(f: Fetched | None, info: VideoInfo | None, status: str, num_clips: int = 0,
