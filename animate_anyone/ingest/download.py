@@ -218,13 +218,14 @@ def fetch_url(spec: SourceSpec, out_dir: Path, cfg: Download) -> Fetched:
     if done:
         return done
     try:
-        with yt_dlp.YoutubeDL(_ydl_options(cfg, out_dir, source_id, use_archive=False)) as ydl:
+        with yt_dlp.YoutubeDL(_ydl_options(cfg, out_dir, source_id, use_archive=True)) as ydl:
             info = ydl.extract_info(spec.value, download=False)
-        if info.get("_type") in ("playlist", "multi_video"):
-            raise DownloadError(f"{spec.value}: is a playlist; list its videos one by one", "playlist")
-        generic = info.get("extractor_key") == "Generic"
-        with yt_dlp.YoutubeDL(_ydl_options(cfg, out_dir, source_id, use_archive=not generic)) as ydl:
-            if not generic and ydl.in_download_archive(info):
+            if info.get("_type") in ("playlist", "multi_video"):
+                raise DownloadError(f"{spec.value}: is a playlist; list its videos one by one", "playlist")
+            generic = info.get("extractor_key") == "Generic"
+            if generic:  # never record file-name ids, so none can match later
+                ydl.params["download_archive"] = None
+            elif ydl.in_download_archive(info):
                 other = _find_by(out_dir, extractor=info.get("extractor_key", ""), video_id=str(info.get("id")))
                 if other and other.source_id != source_id:
                     return _duplicate(other, spec, out_dir)
