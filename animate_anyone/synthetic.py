@@ -472,14 +472,20 @@ def draw_background(width: int, height: int, index: int, camera: Camera, seed: i
     return img
 
 
+def stamp_layout(width: int, height: int) -> dict:
+    """Where :func:`stamp_frame_index` puts its cells for a frame of this size."""
+    cell = max(4, width // 96)
+    return {"x0": cell, "y0": height - 2 * cell, "cell": cell, "bits": STAMP_BITS}
+
+
 def stamp_frame_index(img: np.ndarray, index: int) -> dict:
     """Write ``index`` as 16 black/white cells in the bottom-left corner; returns where."""
-    cell = max(4, img.shape[1] // 96)
-    y0 = img.shape[0] - 2 * cell
+    layout = stamp_layout(img.shape[1], img.shape[0])
+    cell, y0 = layout["cell"], layout["y0"]
     for b in range(STAMP_BITS):
         val = 255 if (index >> b) & 1 else 0
         img[y0 : y0 + cell, (b + 1) * cell : (b + 2) * cell] = val
-    return {"x0": cell, "y0": y0, "cell": cell, "bits": STAMP_BITS}
+    return layout
 
 
 def read_frame_index(img: np.ndarray, stamp: dict) -> int:
@@ -496,7 +502,7 @@ def read_frame_index(img: np.ndarray, stamp: dict) -> int:
 def to_pixels(kp_fig: np.ndarray, ch: Character, cam: Camera, width: int, height: int) -> tuple[np.ndarray, float]:
     """Figure units to pixels for ``cam``; returns keypoints and pixels per figure unit."""
     scale = cam.zoom * height
-    stand = ch.thigh + ch.shin * 1.0 + 0.0  # pelvis height above the ankles when standing
+    stand = ch.thigh + ch.shin  # pelvis height above the ankles when standing
     origin = np.array([width * (0.5 + cam.offset_x), cam.feet_y * height - stand * scale])
     return kp_fig * scale + origin, scale
 
@@ -529,12 +535,9 @@ def write_video(spec: VideoSpec, out_dir: Path, stamp: bool = True, crf: int = 1
     keypoints = np.zeros((T, 133, 2), np.float32)
     visible = np.zeros((T, 133), np.uint8)
     shot_of = np.zeros(T, np.int16)
-    stamp_info: dict = {}
     video_path = out_dir / f"{spec.name}.mp4"
     with VideoWriter(video_path, spec.width, spec.height, spec.fps, crf=crf, preset="veryfast") as writer:
         for i, (img, kp, inside, si) in enumerate(render_frames(spec, stamp)):
-            if stamp and not stamp_info:
-                stamp_info = stamp_frame_index(img.copy(), i)
             writer.write(img)
             keypoints[i], visible[i], shot_of[i] = kp, inside, si
             if progress:
@@ -549,7 +552,7 @@ def write_video(spec: VideoSpec, out_dir: Path, stamp: bool = True, crf: int = 1
         "num_frames": T,
         "cuts": spec.cuts,
         "shots": [{"start": int(s), "end": int(s + sh.frames), **asdict(sh)} for s, sh in zip([0, *spec.cuts], spec.shots)],
-        "stamp": stamp_info or None,
+        "stamp": stamp_layout(spec.width, spec.height) if stamp else None,
         "keypoint_layout": "coco_wholebody_133",
     }
     (out_dir / f"{spec.name}.truth.json").write_text(json.dumps(truth, indent=1))

@@ -32,14 +32,10 @@ from animate_anyone.tables import DataRoot, refresh_catalog  # noqa: E402
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+              if ln.startswith("model name")] if cpuinfo.exists() else []
+    cpu = models[0] if models else platform.processor() or "unknown"
     import av
     import scenedetect
     import yt_dlp

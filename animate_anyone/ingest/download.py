@@ -116,21 +116,12 @@ def _find_by(out_dir: Path, **match: str) -> Fetched | None:
 
 
 class _QuietLogger:
-    """Collects yt-dlp's messages instead of printing them; errors come back as exceptions."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
+    """Keeps yt-dlp quiet: its errors come back as exceptions, which are sorted and reported."""
 
     def debug(self, msg: str) -> None:
         """Progress and debug chatter is dropped."""
 
-    info = debug
-
-    def warning(self, msg: str) -> None:
-        self.messages.append(msg)
-
-    def error(self, msg: str) -> None:
-        self.messages.append(msg)
+    info = warning = error = debug
 
 
 _PERMANENT_PATTERNS = (
@@ -173,7 +164,7 @@ def classify_ytdlp_error(url: str, exc: BaseException) -> AnimateAnyoneError:
     return DownloadError(f"{url}: {clean}", "download_failed")
 
 
-def _ydl_options(cfg: Download, out_dir: Path, source_id: str, use_archive: bool) -> dict[str, Any]:
+def _ydl_options(cfg: Download, out_dir: Path, source_id: str) -> dict[str, Any]:
     opts: dict[str, Any] = {
         "format": cfg.format_string(),
         "outtmpl": {"default": str(out_dir / f"{source_id}.%(ext)s")},
@@ -189,9 +180,8 @@ def _ydl_options(cfg: Download, out_dir: Path, source_id: str, use_archive: bool
         "socket_timeout": cfg.socket_timeout_s,
         "overwrites": True,
         "logger": _QuietLogger(),
+        "download_archive": str(out_dir / "archive.txt"),
     }
-    if use_archive:
-        opts["download_archive"] = str(out_dir / "archive.txt")
     if cfg.rate_limit_bytes_per_s:
         opts["ratelimit"] = cfg.rate_limit_bytes_per_s
     if cfg.sleep_between_s:
@@ -218,7 +208,7 @@ def fetch_url(spec: SourceSpec, out_dir: Path, cfg: Download) -> Fetched:
     if done:
         return done
     try:
-        with yt_dlp.YoutubeDL(_ydl_options(cfg, out_dir, source_id, use_archive=True)) as ydl:
+        with yt_dlp.YoutubeDL(_ydl_options(cfg, out_dir, source_id)) as ydl:
             info = ydl.extract_info(spec.value, download=False)
             if info.get("_type") in ("playlist", "multi_video"):
                 raise DownloadError(f"{spec.value}: is a playlist; list its videos one by one", "playlist")

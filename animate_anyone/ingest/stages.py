@@ -1,12 +1,11 @@
 """The four ingest steps for one source, each a plain function the Prefect tasks wrap.
 
 download → detect → cut → write. Each takes and returns small frozen records (paths, ids,
-frame ranges), never frames. ``ingest_source`` chains them for use without Prefect.
+frame ranges), never frames. ``flows/ingest.py`` chains them; ``benchmarks/ingest.py`` calls them directly.
 """
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ from animate_anyone.ingest.download import Fetched, fetch, parse_source
 from animate_anyone.ingest.shots import Shots, auto_step, detect_shots
 from animate_anyone.media.video import VideoInfo
 from animate_anyone.tables.io import DataRoot, delete_part, read_part, write_part
-
-log = logging.getLogger("animate_anyone.ingest")
 
 
 @dataclass(frozen=True)
@@ -156,22 +153,3 @@ def pipeline_sources(pipe: Pipeline, base_dir: Path | None = None) -> list[str]:
             if line and not line.startswith("#"):
                 items.append(line)
     return list(dict.fromkeys(items))  # keep order, drop repeats
-
-
-def ingest_source(text: str, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
-    """All four steps for one source without Prefect (one attempt each); failures are recorded."""
-    stage = "download"
-    try:
-        fetched = download(text, root, cfg)
-        if fetched.duplicate_of:
-            return write_duplicate(fetched, root, dataset)
-        stage = "detect"
-        detected = detect(fetched, cfg)
-        stage = "cut"
-        result = cut(detected, root, cfg)
-        stage = "write"
-        return write(result, root, dataset, cfg)
-    except AnimateAnyoneError as exc:
-        outcome = record_failure(root, dataset, stage, text, exc)
-        log.error("FAILED %s at %s: %s", outcome["url"], stage, outcome["error"])
-        return outcome

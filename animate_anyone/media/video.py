@@ -87,6 +87,15 @@ def probe(path: Path, count_frames: bool = False) -> VideoInfo:
         )
 
 
+def _configure(stream, threads: bool, fast: bool):
+    """Decoder options: FFmpeg's own threads, and the fast mode described in :func:`iter_frames`."""
+    if threads:
+        stream.thread_type = "AUTO"
+    if fast:
+        stream.codec_context.options = {"skip_loop_filter": "all", "flags2": "+fast"}
+    return stream
+
+
 def iter_frames(path: Path, threads: bool = True, fast: bool = False) -> Iterator[av.VideoFrame]:
     """Decoded frames of the first video stream, in presentation order.
 
@@ -96,11 +105,7 @@ def iter_frames(path: Path, threads: bool = True, fast: bool = False) -> Iterato
     naming the frame it stopped at.
     """
     with _open(path) as container:
-        stream = container.streams.video[0]
-        if threads:
-            stream.thread_type = "AUTO"
-        if fast:
-            stream.codec_context.options = {"skip_loop_filter": "all", "flags2": "+fast"}
+        stream = _configure(container.streams.video[0], threads, fast)
         n = 0
         try:
             for frame in container.decode(stream):
@@ -128,10 +133,7 @@ def iter_frames_from(path: Path, start: int, fps: Fraction, fast: bool = False) 
         yield from enumerate(iter_frames(path, fast=fast))
         return
     with _open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if fast:
-            stream.codec_context.options = {"skip_loop_filter": "all", "flags2": "+fast"}
+        stream = _configure(container.streams.video[0], True, fast)
         tb = stream.time_base
         origin = stream.start_time or 0
         target = origin + int((start - 2) / fps / tb)
