@@ -82,6 +82,30 @@ def run(
     except AnimateAnyoneError as exc:
         _fail(exc)
     _print_ingest(result["ingest"])
+    _print_pose(result["pose"])
+    _print_select(result["select"])
+
+
+def _print_pose(summary: dict) -> None:
+    table = Table(title=f"poses: {summary['backend']} ({summary['model']}), dataset {summary['dataset']}")
+    for col in ("shard", "clips", "ok", "failed", "rows"):
+        table.add_column(col)
+    for r in summary["shard_results"]:
+        table.add_row(r["shard_id"], str(r["clips"]), str(r["ok"]), str(len(r["failed"])), str(r["rows"]))
+    out.print(table)
+    out.print(f"{summary['ok']} of {summary['clips']} clips have poses ({summary['rows']} rows); {summary['failed']} failed")
+    for r in summary["shard_results"]:
+        for f in r["failed"]:
+            out.print(f"  failed: {f['clip_id']}: {f['message']}", highlight=False)
+        for w in r["warnings"]:
+            out.print(f"  note: {w}", highlight=False)
+    if summary["failed"]:
+        out.print("Failed clips are in the `failures` table (stage = 'pose'); running the same command again retries them.")
+
+
+def _print_select(snap: dict) -> None:
+    out.print(f"selected {snap['num_clips']} training clips: snapshot {snap['snapshot_id']} ({snap['path']})",
+              highlight=False)
 
 
 @app.command()
@@ -103,6 +127,75 @@ def ingest(
     except AnimateAnyoneError as exc:
         _fail(exc)
     _print_ingest(summary)
+
+
+@app.command()
+def pose(
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", help="Pipeline name (default: the file's default)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Override the pipeline's data root."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset whose clips to process."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="dwpose or mediapipe (default: the pipeline's)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
+    refresh: bool = typer.Option(False, "--refresh", help="Ignore cached task results."),
+) -> None:
+    """Extract whole-body poses for every clip into pose_frames and clip_pose_summary."""
+    _prefect_env()
+    from flows.pose import extract_poses
+
+    try:
+        summary = _with_source_bar(extract_poses, pipeline=pipeline, data_root=data_root, dataset=dataset,
+                                   backend=backend, config_path=str(config) if config else None, refresh_cache=refresh)
+    except AnimateAnyoneError as exc:
+        _fail(exc)
+    _print_pose(summary)
+
+
+@app.command()
+def select(
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", help="Pipeline whose select.where to run."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Override the pipeline's data root."),
+    where: Optional[str] = typer.Option(None, "--where", help="Override select.where (SQL over s = clip_pose_summary, c = clips)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
+) -> None:
+    """Select training clips with the pipeline's SQL and save them as a dataset snapshot."""
+    from animate_anyone.config import load_pipeline
+    from animate_anyone.tables import DataRoot
+    from animate_anyone.tables.selection import select_clips
+
+    try:
+        pipe = load_pipeline(pipeline, config, data_root=data_root)
+        snap = select_clips(DataRoot.from_uri(pipe.data_root), pipe.dataset, where or pipe.select.where,
+                            pipe.select.splits, pipe.name, "--where" if where else "select.where")
+    except AnimateAnyoneError as exc:
+        _fail(exc)
+    _print_select(snap)
+
+
+@app.command()
+def render(
+    clip_id: str = typer.Argument(..., help="Clip id (see: animate-anyone query \"SELECT clip_id FROM clips\")."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Output mp4 (default: DATA_ROOT/outputs/poses/CLIP_ID.mp4)."),
+    overlay: bool = typer.Option(False, "--overlay", help="Draw the skeleton over the clip's own frames."),
+    no_face: bool = typer.Option(False, "--no-face", help="Leave out the 68 face dots."),
+    weighted: bool = typer.Option(False, "--weighted", help="Scale colours by confidence."),
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", help="Pipeline whose data root to use."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Data root (default: the pipeline's)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
+) -> None:
+    """Write CLIP_ID's pose video (OpenPose style) from the stored keypoints."""
+    from animate_anyone.config import load_pipeline
+    from animate_anyone.pose.render import render_clip
+    from animate_anyone.tables import DataRoot
+
+    try:
+        root = DataRoot.from_uri(data_root or load_pipeline(pipeline, config).data_root)
+        suffix = "overlay" if overlay else "pose"
+        dest = out_file or root.path / "outputs" / "poses" / f"{clip_id}.{suffix}.mp4"
+        info = render_clip(root, clip_id, dest, overlay=overlay, face=not no_face, weighted=weighted)
+    except AnimateAnyoneError as exc:
+        _fail(exc)
+    out.print(f"wrote {info['out']}: {info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps",
+              highlight=False)
 
 
 @app.command()

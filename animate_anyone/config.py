@@ -115,6 +115,40 @@ class Ingest(_Strict):
     workers: int = Field(4, ge=1, le=64)
 
 
+class MediaPipePose(_Strict):
+    # 1 is the model bundled in mediapipe 0.10.21; 0 and 2 would be downloaded at first use
+    model_complexity: Literal[1] = 1
+    min_detection_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    min_tracking_confidence: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class DWPose(_Strict):
+    # a local path (relative to pipelines.yaml) or hf://OWNER/REPO/FILE (the hub's cache first)
+    detector: str = "hf://yzd-v/DWPose/yolox_l.onnx"
+    pose_model: str = "hf://yzd-v/DWPose/dw-ll_ucoco_384.onnx"
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")  # cuda fails loudly if ONNX Runtime falls back
+    batch_size: int = Field(8, ge=1, le=256)  # person crops per pose-model call
+    det_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    nms_threshold: float = Field(0.45, gt=0.0, le=1.0)
+    max_people: int = Field(8, ge=1, le=100)
+
+
+class Pose(_Strict):
+    backend: Literal["mediapipe", "dwpose"] = "dwpose"
+    mediapipe: MediaPipePose = MediaPipePose()
+    dwpose: DWPose = DWPose()
+    shard_clips: int = Field(16, ge=1, le=10000)  # clips per task (and per Parquet part), within one source
+    workers: int = Field(2, ge=1, le=64)  # shards at once
+    gpu_slots: int = Field(1, ge=1, le=64)  # size of the global concurrency limit "gpu"
+    use_gpu_slot: bool | None = None  # None: take a "gpu" slot when the backend runs on a GPU
+
+
+class Select(_Strict):
+    # a WHERE clause over clip_pose_summary (aliased s) joined with clips (aliased c)
+    where: str = Field("TRUE", min_length=1)
+    splits: list[str] = ["train"]
+
+
 class Pipeline(_Strict):
     name: str = ""
     description: str = ""
@@ -122,6 +156,8 @@ class Pipeline(_Strict):
     dataset: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
     sources: Sources = Sources()
     ingest: Ingest = Ingest()
+    pose: Pose = Pose()
+    select: Select = Select()
 
 
 class PipelinesFile(_Strict):

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from animate_anyone.config import Ingest, Pipeline
-from animate_anyone.errors import AnimateAnyoneError, PermanentError, is_retryable
+from animate_anyone.errors import AnimateAnyoneError, PermanentError
 from animate_anyone.ingest.clips import CutClip, ShotDecision, assign_split, check_video, cut_clips, plan_clips, shot_params_json
 from animate_anyone.ingest.download import Fetched, fetch, parse_source
 from animate_anyone.ingest.shots import Shots, auto_step, detect_shots
 from animate_anyone.media.video import VideoInfo
+from animate_anyone.tables import failures
 from animate_anyone.tables.io import DataRoot, delete_part, read_part, write_part
 
 
@@ -119,12 +120,7 @@ def record_failure(root: DataRoot, dataset: str, stage: str, text: str, exc: Bas
     spec = parse_source(text) if _parses(text) else None
     item_id = spec.source_id if spec else "x" + re.sub(r"[^A-Za-z0-9]", "", text)[:15]
     url = spec.uri if spec else text
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    previous = read_part(root, "failures", dataset, item_id)
-    row = {"stage": stage, "item_id": item_id, "source": url, "error_class": type(exc).__name__,
-           "reason": getattr(exc, "reason", type(exc).__name__), "message": message,
-           "retryable": is_retryable(exc), "attempt": len(previous) + 1, "at": _now()}
-    write_part(root, "failures", dataset, item_id, previous + [row])
+    message = failures.record(root, dataset, stage, item_id, url, exc)["message"]
     old = read_part(root, "sources", dataset, item_id)
     if not (old and old[0]["status"] == "ok"):  # never overwrite a finished source with a failure
         write_part(root, "sources", dataset, item_id, [source_row(None, None, "failed", error=message, source_id=item_id, url=url)])

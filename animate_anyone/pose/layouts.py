@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import numpy as np
+
 BODY = [
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
@@ -29,3 +31,101 @@ RIGHT_HAND_SLICE = slice(112, 133)
 INDEX = {name: i for i, name in enumerate(NAMES)}
 
 assert NUM_KEYPOINTS == 133
+
+# --- OpenPose-18 (the drawing Animate Anyone's pose guider was trained on) -------------------------
+# order: nose, neck, r_sh, r_elb, r_wri, l_sh, l_elb, l_wri, r_hip, r_knee, r_ank, l_hip, l_knee,
+# l_ank, r_eye, l_eye, r_ear, l_ear. The neck (None here) is the mean of the shoulders.
+OPENPOSE18_FROM_COCO: list[int | None] = [0, None, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3]
+OPENPOSE18_NAMES = ["nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+                    "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+                    "right_eye", "left_eye", "right_ear", "left_ear"]
+VISIBLE = 0.3  # the reference implementations hide points scored below this
+
+
+def to_openpose18(keypoints: np.ndarray, scores: np.ndarray, threshold: float = VISIBLE) -> tuple[np.ndarray, np.ndarray]:
+    """COCO-WholeBody ``[..., 133, 2]`` (and scores ``[..., 133]``) to OpenPose-18 body points and scores.
+
+    The neck is the mean of the shoulders, scored as the weaker shoulder when both are above
+    ``threshold`` and 0 otherwise.
+    """
+    keypoints, scores = np.asarray(keypoints, np.float32), np.asarray(scores, np.float32)
+    idx = [0 if i is None else i for i in OPENPOSE18_FROM_COCO]
+    body, body_scores = keypoints[..., idx, :].copy(), scores[..., idx].copy()
+    l_sh, r_sh = INDEX["left_shoulder"], INDEX["right_shoulder"]
+    body[..., 1, :] = (keypoints[..., l_sh, :] + keypoints[..., r_sh, :]) / 2
+    both = (scores[..., l_sh] > threshold) & (scores[..., r_sh] > threshold)
+    body_scores[..., 1] = np.where(both, np.minimum(scores[..., l_sh], scores[..., r_sh]), 0.0)
+    return body, body_scores
+
+
+def to_pose_dict(keypoints: np.ndarray, scores: np.ndarray, threshold: float = VISIBLE) -> dict:
+    """People ``[P, 133, 2]`` (normalised to [0, 1]) to the ControlNet/DWPose "pose dict".
+
+    ``bodies.candidate`` holds 18 points per person, ``bodies.subset`` the candidate index of each
+    OpenPose-18 point or -1 when its score is below ``threshold``; ``hands`` holds every person's
+    left hand, then every person's right hand; hand and face points below ``threshold`` are -1,
+    as DWPose writes them. Raw scores travel in ``bodies.score``, ``hands_score``, ``faces_score``.
+    """
+    keypoints = np.asarray(keypoints, np.float32).reshape(-1, NUM_KEYPOINTS, 2)
+    scores = np.asarray(scores, np.float32).reshape(-1, NUM_KEYPOINTS)
+    n = len(keypoints)
+    body, body_scores = to_openpose18(keypoints, scores, threshold)
+    subset = np.where(body_scores > threshold, np.arange(n * 18, dtype=np.float32).reshape(n, 18), -1.0)
+
+    def hidden(points: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return np.where((s > threshold)[..., None], points, -1.0)
+
+    hands_kp = np.concatenate([keypoints[:, LEFT_HAND_SLICE], keypoints[:, RIGHT_HAND_SLICE]])
+    hands_s = np.concatenate([scores[:, LEFT_HAND_SLICE], scores[:, RIGHT_HAND_SLICE]])
+    return {
+        "bodies": {"candidate": body.reshape(n * 18, 2).tolist(), "subset": subset.tolist(), "score": body_scores.tolist()},
+        "hands": hidden(hands_kp, hands_s).tolist(), "hands_score": hands_s.tolist(),
+        "faces": hidden(keypoints[:, FACE_SLICE], scores[:, FACE_SLICE]).tolist(),
+        "faces_score": scores[:, FACE_SLICE].tolist(),
+        "feet": hidden(keypoints[:, FEET_SLICE], scores[:, FEET_SLICE]).tolist(),
+        "feet_score": scores[:, FEET_SLICE].tolist(),
+    }
+
+
+def from_pose_dict(pose: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A pose dict (ours, or DWPose's without scores) back to ``[P, 133, 2]`` keypoints and scores.
+
+    Points a dict does not carry (feet in DWPose's, or anything marked -1) get score 0. Without
+    score arrays, a present point gets score 1.
+    """
+    bodies = pose["bodies"]
+    candidate = np.asarray(bodies["candidate"], np.float32).reshape(-1, 2)
+    subset = np.asarray(bodies["subset"], np.float32).reshape(-1, 18)
+    n = len(subset)
+    keypoints = np.zeros((n, NUM_KEYPOINTS, 2), np.float32)
+    scores = np.zeros((n, NUM_KEYPOINTS), np.float32)
+    body_scores = np.asarray(bodies.get("score", (subset >= 0).astype(np.float32)), np.float32).reshape(n, 18)
+    for j, coco in enumerate(OPENPOSE18_FROM_COCO):
+        if coco is None:
+            continue
+        present = subset[:, j] >= 0
+        keypoints[present, coco] = candidate[subset[present, j].astype(int)]
+        scores[:, coco] = np.where(present, body_scores[:, j], 0.0)
+
+    def put(key: str, sl: slice, points, people: slice = slice(None)) -> None:
+        if points is None or len(points) == 0:
+            return
+        pts = np.asarray(points, np.float32)[people].reshape(n, -1, 2)
+        s = pose.get(f"{key}_score")
+        s = np.ones(pts.shape[:2], np.float32) if s is None else np.asarray(s, np.float32)[people].reshape(n, -1)
+        present = (pts >= 0).all(axis=-1)
+        keypoints[:, sl] = np.where(present[..., None], pts, 0.0)
+        scores[:, sl] = np.where(present, s, 0.0)
+
+    hands = pose.get("hands")
+    if hands is not None and len(hands):
+        hands_s = pose.get("hands_score")
+        for sl, people in ((LEFT_HAND_SLICE, slice(0, n)), (RIGHT_HAND_SLICE, slice(n, 2 * n))):
+            pts = np.asarray(hands, np.float32)[people]
+            s = np.ones(pts.shape[:2], np.float32) if hands_s is None else np.asarray(hands_s, np.float32)[people]
+            present = (pts >= 0).all(axis=-1)
+            keypoints[:, sl] = np.where(present[..., None], pts, 0.0)
+            scores[:, sl] = np.where(present, s, 0.0)
+    put("faces", FACE_SLICE, pose.get("faces"))
+    put("feet", FEET_SLICE, pose.get("feet"))
+    return keypoints, scores

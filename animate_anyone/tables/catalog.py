@@ -42,11 +42,15 @@ def refresh_catalog(root: DataRoot) -> list[str]:
             else:
                 empty = schema.empty_table().append_column("dataset", pa.array([], pa.string()))  # noqa: F841 - read by DuckDB
                 con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
+        # DuckDB reads Arrow fixed-size lists back as LIST; these views give FLOAT[n] arrays
+        # for array functions (array_distance, array_inner_product, ...)
+        con.execute("CREATE VIEW pose_frames_arrays AS SELECT * REPLACE (bbox::FLOAT[4] AS bbox, "
+                    "keypoints::FLOAT[266] AS keypoints, scores::FLOAT[133] AS scores) FROM pose_frames")
         con.execute("CHECKPOINT")
     finally:
         con.close()
     os.replace(tmp, root.catalog)
-    return list(SCHEMAS)
+    return list(SCHEMAS) + ["pose_frames_arrays"]
 
 
 def query(root: DataRoot, sql: str) -> pa.Table:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from animate_anyone.errors import ConfigError
-from animate_anyone.tables.schemas import SCHEMAS
+from animate_anyone.tables.schemas import SCHEMAS, WRITE_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -62,16 +62,21 @@ class DataRoot:
         return self.tables_dir / table / f"dataset={dataset}" / f"{part}.parquet"
 
 
-def write_part(root: DataRoot, table: str, dataset: str, part: str, rows: list[dict]) -> Path:
+def write_part(root: DataRoot, table: str, dataset: str, part: str, rows: list[dict] | pa.Table) -> Path:
     """Replace one part of ``table`` with ``rows`` (atomic: temporary file, then rename)."""
     schema = SCHEMAS[table]
-    data = pa.Table.from_pylist(rows, schema=schema)
+    data = rows.select(schema.names).cast(schema) if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
     dest = root.part_path(table, dataset, part)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
-    pq.write_table(data, tmp, compression="zstd")
+    pq.write_table(data, tmp, compression="zstd", **WRITE_OPTIONS.get(table, {}))
     os.replace(tmp, dest)
     return dest
+
+
+def list_parts(root: DataRoot, table: str, dataset: str) -> list[str]:
+    """The part names of one dataset of ``table``."""
+    return sorted(p.stem for p in (root.tables_dir / table / f"dataset={dataset}").glob("*.parquet"))
 
 
 def delete_part(root: DataRoot, table: str, dataset: str, part: str) -> bool:

@@ -32,4 +32,44 @@ FAILURES = pa.schema([
     ("at", TS),
 ])
 
-SCHEMAS: dict[str, pa.Schema] = {"sources": SOURCES, "shots": SHOTS, "clips": CLIPS, "failures": FAILURES}
+F32 = pa.float32()
+
+# one row per clip x frame x person; person_idx 0 is the frame's main subject (largest, most confident).
+# Coordinates are normalised to [0, 1] by the clip's width and height; scores are kept raw.
+POSE_FRAMES = pa.schema([
+    ("clip_id", pa.string()), ("frame_idx", pa.int32()), ("t_s", pa.float64()), ("person_idx", pa.int16()),
+    ("num_persons", pa.int16()), ("bbox", pa.list_(F32, 4)), ("det_score", F32),
+    ("keypoints", pa.list_(F32, 266)),  # x0, y0, x1, y1, ... in COCO-WholeBody-133 order
+    ("scores", pa.list_(F32, 133)),
+    ("body_conf", F32), ("feet_conf", F32), ("face_conf", F32), ("left_hand_conf", F32), ("right_hand_conf", F32),
+    ("model", pa.string()), ("pose_version", pa.string()),
+])
+POSE_LIST_COLUMNS = ["bbox", "keypoints", "scores"]
+
+# one row per clip: what training-data filters select on (see docs/queries.md)
+CLIP_POSE_SUMMARY = pa.schema([
+    ("clip_id", pa.string()), ("source_id", pa.string()), ("split", pa.string()), ("num_frames", pa.int32()),
+    ("fps", pa.float64()), ("width", pa.int32()), ("height", pa.int32()),
+    ("frames_with_person", pa.int32()), ("frames_one_person", pa.int32()), ("one_person_ratio", F32),
+    ("max_persons", pa.int16()), ("mean_persons", F32),
+    ("body_conf", F32), ("face_conf", F32), ("left_hand_conf", F32), ("right_hand_conf", F32),
+    ("left_hand_visible_ratio", F32), ("right_hand_visible_ratio", F32), ("hands_visible_ratio", F32),
+    ("motion_energy", F32),  # main subject's body points, box heights per second
+    ("bbox_coverage", F32),  # main subject's box area over the frame's, mean over frames with a person
+    ("model", pa.string()), ("pose_version", pa.string()), ("extracted_at", TS),
+])
+
+SCHEMAS: dict[str, pa.Schema] = {"sources": SOURCES, "shots": SHOTS, "clips": CLIPS, "failures": FAILURES,
+                                 "pose_frames": POSE_FRAMES, "clip_pose_summary": CLIP_POSE_SUMMARY}
+
+# Parquet settings per table (DESIGN.md §3, measured in benchmarks/pose_tables.py): float lists
+# without dictionary encoding and with byte-stream split; row groups of 64 Ki rows.
+ROW_GROUP_ROWS = 65536
+WRITE_OPTIONS: dict[str, dict] = {
+    "pose_frames": {
+        "use_dictionary": ["clip_id", "model", "pose_version"],
+        "use_byte_stream_split": [f"{c}.list.element" for c in POSE_LIST_COLUMNS] + ["t_s", "det_score", "body_conf", "feet_conf",
+                                  "face_conf", "left_hand_conf", "right_hand_conf"],
+        "row_group_size": ROW_GROUP_ROWS,
+    },
+}

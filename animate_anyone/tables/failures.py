@@ -1,0 +1,25 @@
+"""The ``failures`` table: one part per failing item, every attempt kept until the item succeeds."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from animate_anyone.errors import is_retryable
+from animate_anyone.tables.io import DataRoot, delete_part, read_part, write_part
+
+
+def record(root: DataRoot, dataset: str, stage: str, item_id: str, source: str, exc: BaseException,
+           part: str | None = None) -> dict:
+    """Append an attempt for ``item_id`` (the part is ``part`` or the item id); returns the row."""
+    part = part or item_id
+    previous = read_part(root, "failures", dataset, part)
+    row = {"stage": stage, "item_id": item_id, "source": source, "error_class": type(exc).__name__,
+           "reason": getattr(exc, "reason", type(exc).__name__),
+           "message": getattr(exc, "message", None) or str(exc) or type(exc).__name__,
+           "retryable": is_retryable(exc), "attempt": len(previous) + 1, "at": datetime.now(timezone.utc)}
+    write_part(root, "failures", dataset, part, previous + [row])
+    return row
+
+
+def clear(root: DataRoot, dataset: str, part: str) -> bool:
+    """The item succeeded: its failure history goes (its own table now says it is fine)."""
+    return delete_part(root, "failures", dataset, part)
