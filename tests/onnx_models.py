@@ -61,8 +61,12 @@ def marker_pose_model(path: Path, height: int = 384, width: int = 288, batch: in
     return path
 
 
-def paint_marker(img: np.ndarray, x: int, y: int, radius: int = 3) -> np.ndarray:
-    """A pure red disc centred on pixel (x, y) of an RGB image (in place)."""
+def paint_marker(img: np.ndarray, x: int, y: int, radius: int = 4) -> np.ndarray:
+    """A red cone centred on pixel (x, y) of an RGB image (in place): pure red at the centre, greying
+    towards the rim, so the model's column and row profiles have one clear maximum at (x, y)."""
     yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
-    img[(xx - x) ** 2 + (yy - y) ** 2 <= radius**2] = (255, 0, 0)
+    d = np.sqrt((xx - x) ** 2 + (yy - y) ** 2)
+    inside = d <= radius
+    grey = (60 * d[inside] / radius).astype(np.uint8)
+    img[inside] = np.stack([np.full_like(grey, 255), grey, grey], axis=-1)
     return img
