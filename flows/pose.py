@@ -35,7 +35,9 @@ def ensure_gpu_limit(slots: int) -> None:
 
 
 def _shard_key(ctx, p) -> str:
-    where = sha256_json([str(DataRoot.from_uri(p["root"]).path), p["dataset"]])[:12]
+    root = DataRoot.from_uri(p["root"])
+    # clips still failing change the key on every attempt, so a rerun retries them (and only their shards)
+    where = sha256_json([str(root.path), p["dataset"], stages.failing_clips(root, p["dataset"], p["shard"])])[:12]
     return f"pose-{stages.shard_key(p['shard'], p['fingerprint'])[:40]}-{where}"
 
 

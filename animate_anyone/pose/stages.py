@@ -114,6 +114,16 @@ def shard_written(root: DataRoot, dataset: str, shard: Shard, model: str) -> boo
     return all(r["clip_id"] in ids and r["model"] == model and r["pose_version"] == POSE_VERSION for r in rows)
 
 
+def failing_clips(root: DataRoot, dataset: str, shard: Shard) -> list[list]:
+    """``[clip_id, attempts]`` of the shard's clips that have failed and not succeeded since."""
+    out = []
+    for c in shard.clips:
+        rows = read_part(root, "failures", dataset, f"pose-{c['clip_id']}")
+        if rows:
+            out.append([c["clip_id"], len(rows)])
+    return out
+
+
 def shard_key(shard: Shard, fingerprint: dict) -> str:
     """What decides a shard's rows: its clips' bytes and ids, the backend and its model files."""
     return sha256_json([shard.shard_id, [c["clip_id"] for c in shard.clips], shard.content, fingerprint, POSE_VERSION])
