@@ -8,18 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from animate_anyone import synthetic
 from animate_anyone.cli import app
 from animate_anyone.tables import DataRoot, query, write_part, refresh_catalog
+from animate_anyone.tables.selection import load_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("cmd", [[], ["run"], ["ingest"], ["query"], ["puppets"]])
+@pytest.mark.parametrize("cmd", [[], ["run"], ["ingest"], ["pose"], ["select"], ["render"], ["query"], ["puppets"]])
 def test_every_subcommand_has_help(cmd):
     result = runner.invoke(app, [*cmd, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -102,3 +105,28 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
     root = DataRoot.from_uri(tmp_path / "data")
     n = query(root, "SELECT count(*) AS n, min(end_s - start_s) AS lo, max(end_s - start_s) AS hi FROM clips").to_pylist()[0]
     assert n["n"] >= 8 and 2.0 <= n["lo"] and n["hi"] <= 10.0
+    # poses for every clip, and the training clips selected into a snapshot
+    assert query(root, "SELECT count(*) AS n FROM clip_pose_summary").to_pylist() == [{"n": n["n"]}]
+    assert f"of {n['n']} clips have poses" in out.stdout and "0 failed" in out.stdout
+    snap = load_snapshot(root, "demo")
+    assert snap["num_clips"] >= 1 and f"snapshot {snap['snapshot_id']}" in out.stdout.replace("\n", " ")
+    # render a selected clip's poses, alone and over its frames
+    clip = query(root, f"SELECT * FROM clips WHERE clip_id = '{snap['clip_ids'][0]}'").to_pylist()[0]
+    for extra in ([], ["--overlay"]):
+        dest = tmp_path / f"render{len(extra)}.mp4"
+        res = runner.invoke(app, ["render", clip["clip_id"], "--data-root", str(root.path), "--out", str(dest), *extra])
+        assert res.exit_code == 0, res.output
+        with av.open(str(dest)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        assert len(frames) == clip["num_frames"] and frames[0].shape == (clip["height"], clip["width"], 3)
+    row = query(root, f"SELECT keypoints, scores FROM pose_frames WHERE clip_id = '{clip['clip_id']}' "
+                      "AND frame_idx = 5 AND person_idx = 0").to_pylist()[0]
+    pose_video = tmp_path / "render0.mp4"
+    with av.open(str(pose_video)) as c:
+        frame5 = [f.to_ndarray(format="rgb24") for i, f in zip(range(6), c.decode(video=0))][5]
+    ankle = 15  # left ankle, OpenPose joint 13: (85, 0, 255) drawn at its stored position
+    assert row["scores"][ankle] > 0.3
+    x, y = int(row["keypoints"][2 * ankle] * clip["width"]), int(row["keypoints"][2 * ankle + 1] * clip["height"])
+    assert np.abs(frame5[y, x].astype(int) - (85, 0, 255)).max() < 40  # H.264 moves colours a little
+    missing = runner.invoke(app, ["render", "cnothere", "--data-root", str(root.path)])
+    assert missing.exit_code == 2 and "no clip 'cnothere'" in missing.output
