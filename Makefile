@@ -25,6 +25,8 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/pose.py mediapipe
+	$(BIN)/python benchmarks/pose_tables.py --rows 1000000
 
 clean:
 	rm -rf $(VENV) data benchmarks/work
