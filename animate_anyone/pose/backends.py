@@ -277,7 +277,7 @@ class DWPoseBackend:
         return f"dwpose:{self.pose_path.name}+{self.detector_path.name}"
 
     def start_clip(self) -> None:
-        pass
+        """Nothing to reset: DWPose looks at every frame on its own (no tracking)."""
 
     def process(self, frames: list[np.ndarray]) -> list[FramePoses]:
         out = []
@@ -289,7 +289,7 @@ class DWPoseBackend:
         return out
 
     def close(self) -> None:
-        pass
+        """Sessions are freed with the object; nothing to release early."""
 
 
 # --- MediaPipe Holistic ----------------------------------------------------------------------------
