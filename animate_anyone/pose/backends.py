@@ -11,7 +11,6 @@ People are ordered main subject first: the largest and most confident (box area 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -376,7 +375,7 @@ class MediaPipeBackend:
                 pts = pts[MP_FACE68]
             kp[sl] = pts * size
             sc[sl] = sc[INDEX[anchor]]
-        seen = kp[sc > 0.5] if (sc > 0.5).any() else kp[sc > 0]
+        seen = kp[sc > 0.5] if (sc > 0.5).any() else kp[BODY_SLICE]  # the box: points it is sure of
         box = np.concatenate([seen.min(axis=0), seen.max(axis=0)]).clip(0, [w, h, w, h]).astype(np.float32)
         det = float(sc[BODY_SLICE].mean())
         return FramePoses(box[None], np.array([det], np.float32), kp[None], sc[None])
@@ -401,5 +400,3 @@ def load_backend(cfg, name: str | None = None, base_dir: Path | None = None):
 def backend_uses_gpu(backend) -> bool:
     return bool(getattr(backend, "on_gpu", False))
 
-
-os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: warnings and up

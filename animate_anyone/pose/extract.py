@@ -76,21 +76,14 @@ def extract_clip(backend, path: Path, batch: int = 8) -> ClipPoses:
     out: list[FramePoses] = []
     pending: list[np.ndarray] = []
     width = height = 0
-    try:
-        for rgb in prefetch_frames(Path(path)):
-            height, width = rgb.shape[:2]
-            pending.append(rgb)
-            if len(pending) >= batch:
-                out.extend(backend.process(pending))
-                pending = []
-        if pending:
+    for rgb in prefetch_frames(Path(path)):  # decoding errors arrive as MediaError naming the file
+        height, width = rgb.shape[:2]
+        pending.append(rgb)
+        if len(pending) >= batch:
             out.extend(backend.process(pending))
-    except MediaError:
-        raise
-    except Exception as exc:
-        if "av" in type(exc).__module__:
-            raise MediaError(f"{path}: cannot decode ({exc})", "corrupt_media") from exc
-        raise
+            pending = []
+    if pending:
+        out.extend(backend.process(pending))
     if not out:
         raise MediaError(f"{path}: no video frames could be decoded", "empty_video")
     return ClipPoses(out, width, height)

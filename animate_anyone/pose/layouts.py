@@ -117,15 +117,8 @@ def from_pose_dict(pose: dict) -> tuple[np.ndarray, np.ndarray]:
         keypoints[:, sl] = np.where(present[..., None], pts, 0.0)
         scores[:, sl] = np.where(present, s, 0.0)
 
-    hands = pose.get("hands")
-    if hands is not None and len(hands):
-        hands_s = pose.get("hands_score")
-        for sl, people in ((LEFT_HAND_SLICE, slice(0, n)), (RIGHT_HAND_SLICE, slice(n, 2 * n))):
-            pts = np.asarray(hands, np.float32)[people]
-            s = np.ones(pts.shape[:2], np.float32) if hands_s is None else np.asarray(hands_s, np.float32)[people]
-            present = (pts >= 0).all(axis=-1)
-            keypoints[:, sl] = np.where(present[..., None], pts, 0.0)
-            scores[:, sl] = np.where(present, s, 0.0)
+    put("hands", LEFT_HAND_SLICE, pose.get("hands"), slice(0, n))  # every left hand, then every right hand
+    put("hands", RIGHT_HAND_SLICE, pose.get("hands"), slice(n, 2 * n))
     put("faces", FACE_SLICE, pose.get("faces"))
     put("feet", FEET_SLICE, pose.get("feet"))
     return keypoints, scores

@@ -91,7 +91,7 @@ def extract_shard(backend, root: DataRoot, dataset: str, shard: Shard, batch: in
             failed.append({"clip_id": clip_id, "reason": exc.reason, "message": exc.message})
             continue
         if row["max_persons"] > 1:
-            several = row["num_frames"] - row["frames_one_person"] - (row["num_frames"] - row["frames_with_person"])
+            several = row["frames_with_person"] - row["frames_one_person"]
             warnings.append(f"{where}: several people in {several} of {row['num_frames']} frames "
                             f"(up to {row['max_persons']}); kept, person 0 is the main subject")
         tables.append(pose_rows(clip_id, poses, float(clip["fps"]), model))
