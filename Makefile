@@ -9,12 +9,14 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	@# torch first, pinned: the CPU wheel here; otherwise the newest CUDA build (GBs) comes in
+	$(BIN)/pip install "torch==2.13.0"
 	$(BIN)/pip install -e ".[dev]"
 	@# mediapipe needs opencv-contrib-python and PySceneDetect opencv-python; both write the same
 	@# `cv2` package and uninstalling either breaks it. Keep one copy: contrib, a superset.
 	$(BIN)/pip uninstall -y opencv-python opencv-python-headless
 	$(BIN)/pip install --force-reinstall --no-deps "opencv-contrib-python==4.11.0.86"
-	$(BIN)/python -c "import av, cv2, duckdb, mediapipe, prefect, pyarrow, scenedetect, yt_dlp"
+	$(BIN)/python -c "import av, cv2, diffusers, duckdb, mediapipe, prefect, pyarrow, scenedetect, torch, transformers, yt_dlp"
 	touch $@
 
 demo: install

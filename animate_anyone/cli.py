@@ -199,6 +199,98 @@ def render(
 
 
 @app.command()
+def animate(
+    reference: Optional[str] = typer.Option(None, "--reference", help="Reference image (RGB), or clip:ID for a clip's first frame."),
+    pose: Optional[str] = typer.Option(None, "--pose", help="Pose video (mp4 of rendered skeletons) or a CLIP_ID from the tables."),
+    model: Optional[str] = typer.Option(None, "--model", help="Pipeline folder (convert / save_pretrained), or tiny-random."),
+    retarget: Optional[bool] = typer.Option(None, "--retarget/--no-retarget", help="Fit the clip's skeleton to the reference's body (CLIP_ID only)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Only the first N pose frames."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Output mp4 (default under DATA_ROOT/outputs/animate/); the grid goes beside it."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="DDIM steps (default 20)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (default 3.5)."),
+    height: Optional[int] = typer.Option(None, "--height", help="Output height (multiple of 8; default: the pose source's)."),
+    width: Optional[int] = typer.Option(None, "--width", help="Output width (multiple of 8)."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Refuse a pose source at another frame rate."),
+    audio_from: Optional[Path] = typer.Option(None, "--audio-from", help="Carry this video's audio into the result."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", help="Pipeline whose animate and pose settings to use."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Data root (default: the pipeline's)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
+) -> None:
+    """Animate a reference image along a pose video or a clip's poses; writes an mp4 and a grid."""
+    from animate_anyone import animate as lib
+    from animate_anyone.config import load_pipeline
+    from animate_anyone.models import ensure_model
+    from animate_anyone.tables import DataRoot
+
+    try:
+        cfg = load_pipeline(pipeline, config)
+        a = cfg.animate
+        root = DataRoot.from_uri(data_root or cfg.data_root)
+        ref, pose_src = lib.resolve_sources(root, cfg.dataset, reference or a.reference, pose or a.pose)
+        if not ref or not pose_src:
+            raise lib.AnimateInputError("give --reference IMAGE and --pose VIDEO|CLIP_ID (or set animate.reference "
+                                        "and animate.pose in the pipeline)", "missing_input")
+        model_dir = ensure_model(model or a.model, root.path, a.seed)
+        dest = out_file or root.path / "outputs" / "animate" / f"{Path(ref).stem}.{Path(pose_src).stem}.mp4"
+        with _bar() as bar:
+            job = bar.add_task("generating", total=None)
+            info = lib.animate(
+                model_dir, Path(ref), pose_src, dest, root=root, pose_cfg=cfg.pose,
+                retarget=a.retarget if retarget is None else retarget, frames=frames or a.frames,
+                height=height or a.height, width=width or a.width, steps=steps or a.steps,
+                guidance=a.guidance if guidance is None else guidance, window=a.window, overlap=a.overlap,
+                seed=a.seed if seed is None else seed, device=device or a.device, dtype=a.dtype, fps=fps,
+                audio_from=audio_from, progress=lambda i, n: bar.update(job, completed=i, total=n))
+    except AnimateAnyoneError as exc:
+        _fail(exc)
+    out.print(f"wrote {info['out']} ({info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps, "
+              f"{info['generate_s']:.1f} s on {info['device']}) and {info['grid']}", highlight=False)
+
+
+@app.command()
+def convert(
+    out_dir: Path = typer.Argument(..., help="The pipeline folder to write."),
+    moore: Optional[Path] = typer.Option(None, "--moore", help="Folder with Moore-AnimateAnyone's reference_unet.pth, denoising_unet.pth, pose_guider.pth (and motion_module.pth)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="SD-1.5-style folder: unet/config.json, vae/, image_encoder/ (feature_extractor/ optional)."),
+    motion: Optional[Path] = typer.Option(None, "--motion", help="Motion modules instead of MOORE/motion_module.pth, e.g. AnimateDiff mm_sd_v15_v2.ckpt."),
+    vae: Optional[Path] = typer.Option(None, "--vae", help="VAE folder (default BASE/vae), e.g. sd-vae-ft-mse."),
+    image_encoder: Optional[Path] = typer.Option(None, "--image-encoder", help="CLIP vision folder (default BASE/image_encoder)."),
+    half: bool = typer.Option(False, "--fp16", help="Store float16 weights."),
+) -> None:
+    """Import Moore-AnimateAnyone and AnimateDiff weights into a pipeline folder (exact, every key checked)."""
+    import torch
+
+    from animate_anyone.models.convert import convert_moore
+
+    try:
+        info = convert_moore(moore, base, out_dir, motion=motion, vae=vae, image_encoder=image_encoder,
+                             dtype=torch.float16 if half else torch.float32)
+    except AnimateAnyoneError as exc:
+        _fail(exc)
+    out.print(f"wrote {info['out']}: reference_unet {info['reference_unet']} tensors, denoising_unet "
+              f"{info['denoising_unet']} + motion {info['motion_modules']}, pose_guider {info['pose_guider']}",
+              highlight=False)
+
+
+@app.command("new-model")
+def new_model(
+    out_dir: Path = typer.Argument(..., help="The pipeline folder to write."),
+    size: str = typer.Option("tiny", "--size", help="tiny (a few MB) or full (SD-1.5 shapes, about 8 GB)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a randomly initialised pipeline folder (for tests, benchmarks, or training from scratch)."""
+    from animate_anyone.models import create_model
+
+    if size not in ("tiny", "full"):
+        err.print(f"error: --size must be tiny or full; got {size!r}")
+        raise typer.Exit(2)
+    path = create_model(out_dir, size, seed)
+    out.print(f"wrote {path} ({size}, seed {seed})", highlight=False)
+
+
+@app.command()
 def query(
     sql: str = typer.Argument(..., help="One read-only SQL statement over the catalog's tables."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Data root (default: the pipeline's)."),

@@ -149,6 +149,26 @@ class Select(_Strict):
     splits: list[str] = ["train"]
 
 
+class Animate(_Strict):
+    # a pipeline folder (save_pretrained / `animate-anyone convert`), relative to data_root when not
+    # absolute; "tiny-random" builds a seeded tiny model there (for the demo, before training)
+    model: str = "models/animate-anyone"
+    reference: str | None = None  # an image path, or "clip:ID" / "clip:auto" for a clip's first frame
+    pose: str | None = None  # a pose video path, a clip id, or "auto": the first selected val clip
+    retarget: bool = True
+    frames: int | None = Field(None, ge=1)
+    height: int | None = Field(None, ge=8)
+    width: int | None = Field(None, ge=8)
+    steps: int = Field(20, ge=1, le=1000)
+    guidance: float = Field(3.5, ge=0)
+    window: int = Field(24, ge=1, le=32)
+    overlap: int = Field(4, ge=0)
+    seed: int = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    dtype: Literal["float32", "float16", "bfloat16"] = "float16"  # float32 on a CPU whatever this says
+    use_gpu_slot: bool | None = None  # None: take a "gpu" slot when running on a GPU
+
+
 class Pipeline(_Strict):
     name: str = ""
     description: str = ""
@@ -158,6 +178,7 @@ class Pipeline(_Strict):
     ingest: Ingest = Ingest()
     pose: Pose = Pose()
     select: Select = Select()
+    animate: Animate = Animate()
 
 
 class PipelinesFile(_Strict):

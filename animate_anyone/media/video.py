@@ -218,3 +218,39 @@ class VideoWriter:
                 os.replace(self.tmp, self.path)
             else:
                 self.tmp.unlink(missing_ok=True)
+
+
+def mux_audio(video: Path, audio_source: Path) -> bool:
+    """Copy ``audio_source``'s first audio stream into ``video`` (in place, atomically), cut to the
+    video's length. Returns False (and leaves ``video`` as it was) when the source has no audio."""
+    video, audio_source = Path(video), Path(audio_source)
+    tmp = video.with_name(video.stem + ".partial" + video.suffix)
+    with _open(audio_source) as src:
+        if not src.streams.audio:
+            return False
+        try:
+            _copy_streams(video, src, tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    os.replace(tmp, video)
+    return True
+
+
+def _copy_streams(video: Path, src, tmp: Path) -> None:
+    with _open(video) as vin, av.open(str(tmp), "w", format="mp4") as out:
+        v_in, a_in = vin.streams.video[0], src.streams.audio[0]
+        v_out = out.add_stream_from_template(v_in)
+        a_out = out.add_stream_from_template(a_in)
+        end = float(v_in.duration * v_in.time_base) if v_in.duration else None
+        for packet in vin.demux(v_in):
+            if packet.dts is not None:
+                packet.stream = v_out
+                out.mux(packet)
+        for packet in src.demux(a_in):
+            if packet.dts is None:
+                continue
+            if end is not None and packet.pts is not None and float(packet.pts * a_in.time_base) >= end:
+                break
+            packet.stream = a_out
+            out.mux(packet)

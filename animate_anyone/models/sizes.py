@@ -1,0 +1,122 @@
+"""Model sizes: `full` is SD-1.5 + AnimateDiff v2 (the released weights' shapes), `tiny` is the
+same code with small widths for tests and the demo. Every component is built here, so a size is
+one name and nothing else differs between them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Size = Literal["tiny", "full"]
+
+# Stable Diffusion 1.5's UNet (runwayml/stable-diffusion-v1-5/unet/config.json).
+SD15_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
+    norm_num_groups=32, norm_eps=1e-5, act_fn="silu", downsample_padding=1,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    flip_sin_to_cos=True, freq_shift=0, mid_block_scale_factor=1, use_linear_projection=False,
+)
+TINY_UNET = dict(
+    SD15_UNET, sample_size=8, layers_per_block=1, block_out_channels=(32, 64),
+    cross_attention_dim=32, attention_head_dim=2, norm_num_groups=8,
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+)
+# AnimateDiff mm_sd_v15_v2: 8 heads, sinusoidal positions up to 32 frames, a mid-block module.
+MOTION = dict(motion_num_attention_heads=8, motion_max_seq_length=32, use_motion_mid_block=True)
+TINY_MOTION = dict(MOTION, motion_num_attention_heads=2)
+
+# sd-vae-ft-mse
+SD_VAE = dict(
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+    block_out_channels=(128, 256, 512, 512), norm_num_groups=32, act_fn="silu",
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    scaling_factor=0.18215,
+)
+TINY_VAE = dict(SD_VAE, layers_per_block=1, block_out_channels=(8, 16, 16, 16), norm_num_groups=8, sample_size=64)
+
+# CLIP ViT-L/14 vision tower with its 768-d projection (lambdalabs/sd-image-variations-diffusers).
+CLIP_L14 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                image_size=224, patch_size=14, projection_dim=768, hidden_act="quick_gelu")
+TINY_CLIP = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                 image_size=32, patch_size=4, projection_dim=32, hidden_act="quick_gelu")
+
+POSE_GUIDER = dict(block_out_channels=(16, 32, 96, 256), out_channels=320)
+TINY_POSE_GUIDER = dict(block_out_channels=(4, 8, 16, 16), out_channels=32)
+
+# The training schedule (DESIGN.md §4): DDIM, scaled_linear 0.00085→0.012, zero terminal SNR,
+# v-prediction, trailing spacing.
+SCHEDULER = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    rescale_betas_zero_snr=True, prediction_type="v_prediction", timestep_spacing="trailing",
+    clip_sample=False, set_alpha_to_one=True, steps_offset=1,
+)
+
+
+def _pick(size: Size, full, tiny):
+    if size not in ("tiny", "full"):
+        raise ValueError(f"size must be 'tiny' or 'full', got {size!r}")
+    return dict(full if size == "full" else tiny)
+
+
+def unet2d_config(size: Size) -> dict:
+    return _pick(size, SD15_UNET, TINY_UNET)
+
+
+def video_unet_config(unet2d: dict, motion: dict) -> dict:
+    """The denoiser's config from a 2D UNet config (SD-1.5 style) and motion settings."""
+    blocks = {"CrossAttnDownBlock2D": "CrossAttnDownBlockMotion", "DownBlock2D": "DownBlockMotion",
+              "CrossAttnUpBlock2D": "CrossAttnUpBlockMotion", "UpBlock2D": "UpBlockMotion"}
+    heads = unet2d.get("num_attention_heads") or unet2d["attention_head_dim"]  # SD-1.5 names heads so
+    keep = ("sample_size", "in_channels", "out_channels", "layers_per_block", "block_out_channels",
+            "cross_attention_dim", "norm_num_groups", "norm_eps", "act_fn", "downsample_padding",
+            "mid_block_scale_factor", "use_linear_projection")
+    config = {k: unet2d[k] for k in keep if k in unet2d}
+    config.update(
+        down_block_types=tuple(blocks[b] for b in unet2d["down_block_types"]),
+        up_block_types=tuple(blocks[b] for b in unet2d["up_block_types"]),
+        num_attention_heads=heads, **motion,
+    )
+    return config
+
+
+def build_components(size: Size = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32) -> dict:
+    """Randomly initialised components of `size` (the pose guider's output starts at zero)."""
+    from diffusers import AutoencoderKL, DDIMScheduler
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from animate_anyone.models.pose_guider import PoseGuider
+    from animate_anyone.models.unets import ReferenceNet, VideoUNet
+
+    torch.manual_seed(seed)
+    unet2d = unet2d_config(size)
+    clip = _pick(size, CLIP_L14, TINY_CLIP)
+    components = dict(
+        vae=AutoencoderKL(**_pick(size, SD_VAE, TINY_VAE)),
+        image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(**clip)),
+        feature_extractor=feature_extractor(clip["image_size"]),
+        reference_unet=ReferenceNet(**unet2d),
+        unet=VideoUNet(**video_unet_config(unet2d, _pick(size, MOTION, TINY_MOTION))),
+        pose_guider=PoseGuider(**_pick(size, POSE_GUIDER, TINY_POSE_GUIDER)),
+        scheduler=DDIMScheduler(**SCHEDULER),
+    )
+    for name in ("vae", "image_encoder", "reference_unet", "unet", "pose_guider"):
+        if dtype != torch.float32:
+            components[name].to(dtype=dtype)
+        components[name].eval()
+    return components
+
+
+def feature_extractor(image_size: int = 224):
+    """CLIP's preprocessing: resize the short side, centre crop, CLIP mean and std."""
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": image_size},
+                              crop_size={"height": image_size, "width": image_size})
+
+
+def parameter_count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
