@@ -84,6 +84,13 @@ def run(
     _print_ingest(result["ingest"])
     _print_pose(result["pose"])
     _print_select(result["select"])
+    if "animate" in result:
+        a = result["animate"]
+        if a["status"] == "ok":
+            out.print(f"animated {a['frames']} frames ({a['width']}x{a['height']}, {a['generate_s']:.1f} s on "
+                      f"{a['device']}): {a['out']} and {a['grid']}", highlight=False)
+        else:
+            out.print(f"animate failed: {a['error']}", highlight=False)
 
 
 def _print_pose(summary: dict) -> None:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from animate_anyone import synthetic
 from animate_anyone.cli import app
+from animate_anyone.media.video import probe
 from animate_anyone.tables import DataRoot, query, write_part, refresh_catalog
 from animate_anyone.tables.selection import load_snapshot
 
@@ -22,7 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("cmd", [[], ["run"], ["ingest"], ["pose"], ["select"], ["render"], ["query"], ["puppets"]])
+@pytest.mark.parametrize("cmd", [[], ["run"], ["ingest"], ["pose"], ["select"], ["render"], ["query"], ["puppets"],
+                                 ["animate"], ["convert"], ["new-model"]])
 def test_every_subcommand_has_help(cmd):
     result = runner.invoke(app, [*cmd, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -128,5 +130,14 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
     assert row["scores"][ankle] > 0.3
     x, y = int(row["keypoints"][2 * ankle] * clip["width"]), int(row["keypoints"][2 * ankle + 1] * clip["height"])
     assert np.abs(frame5[y, x].astype(int) - (85, 0, 255)).max() < 40  # H.264 moves colours a little
+    # one animation by the demo's tiny model: the video and its reference | pose | result grid
+    assert "animated " in out.stdout
+    made = sorted((root.path / "outputs" / "animate").glob("*.mp4"))
+    result, grid = [p for p in made if not p.name.endswith(".grid.mp4")], [p for p in made if p.name.endswith(".grid.mp4")]
+    assert len(result) == 1 and len(grid) == 1
+    val = probe(result[0], count_frames=True)
+    assert (val.width, val.height) == (72, 128) and val.num_frames >= 60
+    g = probe(grid[0], count_frames=True)
+    assert (g.width, g.height, g.num_frames) == (3 * 72, 128, val.num_frames)
     missing = runner.invoke(app, ["render", "cnothere", "--data-root", str(root.path)])
     assert missing.exit_code == 2 and "no clip 'cnothere'" in missing.output
