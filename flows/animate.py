@@ -73,12 +73,14 @@ def animate_flow(pipeline: str | None = None, data_root: str | None = None, refe
         if not reference or not pose:
             raise lib.AnimateInputError("animate needs a reference image and a pose source (animate.reference, "
                                         "animate.pose, or --reference/--pose)", "missing_input")
+        # the configured retarget applies to clips; asking for it explicitly with a pose video is an error
+        retarget = a.retarget if ("retarget" in overrides or not Path(pose).is_file()) else False
         model = ensure_model(a.model, root.path, a.seed)
         ref_hash = sha256_file(Path(reference)) if Path(reference).is_file() else reference
         pose_hash = sha256_file(Path(pose)) if Path(pose).is_file() else lib.clip_content(root, pose)
-        content = sha256_json([ref_hash, pose_hash, a.retarget, a.frames, cfg.pose.model_dump()])
+        content = sha256_json([ref_hash, pose_hash, retarget, a.frames, cfg.pose.model_dump()])
         opts = cached_task_options(root, refresh)
-        pose_video = poses_task.with_options(**opts)(str(root.path), reference, pose, a.retarget, a.frames,
+        pose_video = poses_task.with_options(**opts)(str(root.path), reference, pose, retarget, a.frames,
                                                      cfg.pose.model_dump(), content)
         device = lib.resolve_device(a.device)
         gpu = a.use_gpu_slot if a.use_gpu_slot is not None else device.startswith("cuda")
@@ -86,13 +88,15 @@ def animate_flow(pipeline: str | None = None, data_root: str | None = None, refe
             ensure_gpu_limit(cfg.pose.gpu_slots)
         name = f"{Path(reference).stem}.{Path(pose).stem}.{content[:8]}.mp4"
         dest = out or str(root.path / "outputs" / "animate" / name)
-        options = dict(height=a.height, width=a.width, steps=a.steps, guidance=a.guidance, window=a.window,
+        options = dict(frames=a.frames, height=a.height, width=a.width, steps=a.steps, guidance=a.guidance, window=a.window,
                        overlap=a.overlap, seed=a.seed, device=device, dtype=a.dtype)
         gen_content = sha256_json([content, model_fingerprint(model), options, dest])
         result = generate_task.with_options(**opts)(str(model), reference, pose_video, dest, options, gpu, gen_content)
     except lib.AnimateInputError as exc:
         logger.error("FAILED animate %s: %s", pose, exc.message)
-        failures.record(root, cfg.dataset, "animate", f"{Path(str(reference)).stem}:{pose}", str(pose), exc)
+        item = f"{Path(str(reference)).stem}:{Path(str(pose)).stem}"
+        failures.record(root, cfg.dataset, "animate", item, f"{reference} + {pose}", exc,
+                        part="animate-" + sha256_json([str(reference), str(pose)])[:16])
         return {"status": "failed", "error": exc.message, "reason": exc.reason}
     logger.info("animate: %s (%d frames %dx%d, generated in %.1f s)", result["out"], result["frames"],
                 result["width"], result["height"], result["generate_s"])
