@@ -130,6 +130,12 @@ def test_missing_or_unreachable_models_and_cpu_fallback_are_clear(shared_fixture
                              pose_model=str(tmp_path / "nothing.onnx"), device="cpu"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    # huggingface_hub reads those at import (diffusers may have imported it already): patch its
+    # constants too, so the test never touches the user's real cache
+    from huggingface_hub import constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     with pytest.raises(ModelError, match="yzd-v/DWPose.*set pose.dwpose.detector to a local path"):
         resolve_model("hf://yzd-v/DWPose/yolox_l.onnx", "pose.dwpose.detector")
     # a hub file already in the local cache is used offline, as users of the hub expect
