@@ -164,6 +164,32 @@ def output_size(canvas: tuple[int, int], width: int | None, height: int | None, 
     return max(8, width - width % 8), max(8, height - height % 8)
 
 
+def is_pose_video(pose: str) -> bool:
+    return Path(pose).suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".avi") or Path(pose).is_file()
+
+
+def prepare_inputs(reference: Path, pose: str, *, root=None, pose_cfg=None, retarget: bool = False,
+                   frames: int | None = None) -> tuple[np.ndarray, PoseSequence]:
+    """The reference image (checked to be RGB and, with a pose backend, to show a person) and the
+    pose frames: a pose video's, or a clip's drawn from the tables (retargeted onto the reference)."""
+    ref = read_reference(Path(reference))
+    ref_pose = None
+    if pose_cfg is not None:
+        from animate_anyone.pose.backends import load_backend
+
+        ref_pose = find_person(ref, load_backend(pose_cfg), f"reference image {reference}")
+    if is_pose_video(pose):
+        if retarget:
+            raise AnimateInputError("--retarget needs keypoints: give a CLIP_ID (poses from the tables), "
+                                    f"not the pose video {pose}", "retarget_needs_keypoints")
+        return ref, poses_from_video(Path(pose), frames)
+    if root is None:
+        raise AnimateInputError(f"pose {pose!r} is not a file, and no data root was given to look it up as a clip")
+    if retarget and ref_pose is None:
+        raise AnimateInputError("--retarget needs the reference's pose: configure a pose backend")
+    return ref, poses_from_clip(root, pose, frames, ref_pose if retarget else None, (ref.shape[1], ref.shape[0]))
+
+
 def resolve_device(spec: str) -> str:
     import torch
 
@@ -187,24 +213,7 @@ def animate(model: Path, reference: Path, pose: str, out: Path, *, root=None, po
 
     started = time.perf_counter()
     # 1. Inputs, all checked before the model loads.
-    ref = read_reference(Path(reference))
-    backend = None
-    if pose_cfg is not None:
-        from animate_anyone.pose.backends import load_backend
-
-        backend = load_backend(pose_cfg)
-    ref_pose = find_person(ref, backend, f"reference image {reference}") if backend else None
-    if Path(pose).suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".avi") or Path(pose).is_file():
-        if retarget:
-            raise AnimateInputError("--retarget needs keypoints: give a CLIP_ID (poses from the tables), "
-                                    f"not the pose video {pose}", "retarget_needs_keypoints")
-        seq = poses_from_video(Path(pose), frames)
-    else:
-        if root is None:
-            raise AnimateInputError(f"pose {pose!r} is not a file, and no data root was given to look it up as a clip")
-        if retarget and ref_pose is None:
-            raise AnimateInputError("--retarget needs the reference's pose: configure a pose backend")
-        seq = poses_from_clip(root, pose, frames, ref_pose if retarget else None, (ref.shape[1], ref.shape[0]))
+    ref, seq = prepare_inputs(Path(reference), pose, root=root, pose_cfg=pose_cfg, retarget=retarget, frames=frames)
     if fps and abs(float(seq.fps) - fps) > 1e-3:
         raise AnimateInputError(f"{seq.source} runs at {float(seq.fps):.3f} fps but {fps} fps was asked for; "
                                 "resample the poses first (frames are not dropped or repeated here)", "fps_mismatch")

@@ -94,9 +94,10 @@ class AnimateAnyonePipeline(DiffusionPipeline):
                              "images need converting first, e.g. image.convert('RGB') after choosing a background")
         if poses is None or len(poses) == 0:
             raise InputError("poses: got 0 frames; give at least one pose image")
-        sizes = {tuple(np.asarray(p).shape[:2]) if not isinstance(p, PIL.Image.Image) else p.size[::-1] for p in poses}
         if isinstance(poses, torch.Tensor):
             sizes = {tuple(poses.shape[-2:])}
+        else:
+            sizes = {p.size[::-1] if isinstance(p, PIL.Image.Image) else np.asarray(p).shape[:2] for p in poses}
         if len(sizes) != 1:
             raise InputError(f"poses: every frame must have the same size; got (height, width) {sorted(sizes)}")
         for name, value in (("height", height), ("width", width)):

@@ -25,7 +25,7 @@ from flows.pose import GPU_LIMIT, ensure_gpu_limit
 
 
 def _key(_ctx, params) -> str:
-    return sha256_json({k: v for k, v in params.items() if k != "progress"})
+    return sha256_json(params)
 
 
 @task(name="poses", cache_key_fn=_key, retries=0)
@@ -33,18 +33,12 @@ def poses_task(root: str, reference: str, pose: str, retarget: bool, frames: int
                content: str) -> str:
     """A pose video path (content: hashes of the inputs, for the cache key)."""
     from animate_anyone.config import Pose
-    from animate_anyone.pose.backends import load_backend
 
-    ref = lib.read_reference(Path(reference))
-    ref_pose = lib.find_person(ref, load_backend(Pose(**pose_cfg)), f"reference image {reference}")
-    if Path(pose).is_file():
-        if retarget:
-            raise lib.AnimateInputError(f"retarget needs keypoints: give a clip id, not the pose video {pose}",
-                                        "retarget_needs_keypoints")
-        return pose
     data = DataRoot.from_uri(root)
-    ref_pose = ref_pose if retarget else None
-    seq = lib.poses_from_clip(data, pose, frames, ref_pose, (ref.shape[1], ref.shape[0]))
+    _, seq = lib.prepare_inputs(Path(reference), pose, root=data, pose_cfg=Pose(**pose_cfg), retarget=retarget,
+                                frames=frames)
+    if lib.is_pose_video(pose):
+        return pose
     out = data.path / "outputs" / "animate" / "poses" / f"{pose}.{content[:12]}.mp4"
     lib.write_video(out, seq.frames, seq.fps)
     return str(out)
@@ -74,7 +68,7 @@ def animate_flow(pipeline: str | None = None, data_root: str | None = None, refe
             raise lib.AnimateInputError("animate needs a reference image and a pose source (animate.reference, "
                                         "animate.pose, or --reference/--pose)", "missing_input")
         # the configured retarget applies to clips; asking for it explicitly with a pose video is an error
-        retarget = a.retarget if ("retarget" in overrides or not Path(pose).is_file()) else False
+        retarget = a.retarget if ("retarget" in overrides or not lib.is_pose_video(pose)) else False
         model = ensure_model(a.model, root.path, a.seed)
         ref_hash = sha256_file(Path(reference)) if Path(reference).is_file() else reference
         pose_hash = sha256_file(Path(pose)) if Path(pose).is_file() else lib.clip_content(root, pose)
