@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -m "not gpu"
+
+# the inner loop: no subprocess CLI runs, no Prefect flows, nothing slow (under 2 minutes)
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not gpu and not e2e and not flow and not slow"
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py

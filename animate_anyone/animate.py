@@ -1,13 +1,22 @@
-"""Animate: a reference image + a pose source → an mp4 (and a reference | pose | result grid).
+"""The animate use case: a reference image + a pose source → an mp4 and a reference | pose | result grid.
 
-The pose source is a pose video (rendered skeletons, e.g. from `animate-anyone render`) or a clip
-id whose keypoints are read from `pose_frames` and drawn on the fly, optionally retargeted onto
-the reference's body first. Everything is checked before the model loads; outputs appear under
-their names only when complete.
+One path for the CLI and the Prefect flow, in three steps over small records:
+
+1. :func:`plan` resolves a request against the pipeline's settings (``None`` = the pipeline's
+   value, so ``0`` stays 0 and is checked): the reference (a file, or ``clip:ID``/``clip:auto``),
+   the pose source (a pose video, a clip id, or ``auto``), the model folder, the output.
+2. :func:`prepare_poses` checks the reference (readable, shows a person) and the poses, and saves
+   them as keypoints (a clip's, retargeted onto the reference when asked) or as the pose video's
+   path in a small ``.npz``: a lossless hand-off, drawn at the point of use.
+3. :func:`generate` loads the model, draws the poses, generates and writes the files.
+
+:func:`run_animate` does all three; the flow runs 2 and 3 as tasks. Outputs appear under their
+names only when complete.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,11 +25,72 @@ from pathlib import Path
 import numpy as np
 
 from animate_anyone.errors import MediaError, PermanentError
+from animate_anyone.files import atomic_path
+from animate_anyone.ids import sha256_file, sha256_json
 from animate_anyone.media.video import VideoWriter, iter_frames, probe
+
+FITS = ("pad", "crop", "stretch")
 
 
 class AnimateInputError(PermanentError):
     """The reference image, the pose source or an option cannot be used; the message says which."""
+
+
+@dataclass(frozen=True)
+class AnimateRequest:
+    """What a user asks for; ``None`` takes the pipeline's ``animate`` setting."""
+
+    reference: str | None = None
+    pose: str | None = None
+    model: str | None = None
+    out: str | None = None
+    retarget: bool | None = None
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = None
+    device: str | None = None
+    fit: str | None = None
+    background: str | None = None
+    fps: float | None = None
+    audio_from: str | None = None
+    base_dir: str | None = None  # where relative paths of this request are taken from (cwd for the CLI)
+
+
+@dataclass(frozen=True)
+class AnimateJob:
+    """A resolved request: absolute paths and plain values, small enough for a task's parameters."""
+
+    reference: str
+    pose: str
+    model: str
+    out: str
+    retarget: bool
+    frames: int | None
+    height: int | None
+    width: int | None
+    steps: int
+    guidance: float
+    window: int
+    overlap: int
+    seed: int
+    device: str
+    dtype: str
+    fit: str
+    background: str
+    fps: float | None
+    audio_from: str | None
+    data_root: str
+    dataset: str
+    pose_cfg: dict
+
+    def content(self) -> str:
+        """What decides the poses: the inputs' bytes and the settings that shape them."""
+        ref = sha256_file(Path(self.reference))
+        pose = sha256_file(Path(self.pose)) if Path(self.pose).is_file() else _clip_content(self)
+        return sha256_json([ref, pose, self.retarget, self.frames, self.background, self.pose_cfg])
 
 
 @dataclass
@@ -30,24 +100,179 @@ class PoseSequence:
     source: str
 
 
-def read_reference(path: Path) -> np.ndarray:
-    """An RGB image as (H, W, 3) uint8; greyscale, RGBA and palette images are refused."""
+# --- 1. plan -------------------------------------------------------------------------------------
+
+def plan(cfg, request: AnimateRequest) -> AnimateJob:
+    """Resolve ``request`` against pipeline ``cfg`` (a ``PipelineConfig``); nothing heavy runs."""
+    from animate_anyone.pipeline import resolve_model
+    from animate_anyone.tables.io import DataRoot
+
+    a, r = cfg.animate, request
+    root = DataRoot.from_uri(cfg.data_root)
+    base = Path(r.base_dir) if r.base_dir else Path.cwd()
+
+    def pick(value, default):
+        return default if value is None else value
+
+    reference, pose = resolve_sources(root, cfg.dataset, pick(r.reference, a.reference), pick(r.pose, a.pose), base)
+    if not reference or not pose:
+        raise AnimateInputError("give --reference IMAGE and --pose VIDEO|CLIP_ID (or set animate.reference and "
+                                "animate.pose in the pipeline)", "missing_input")
+    if is_pose_video(pose):
+        if r.retarget:
+            raise AnimateInputError("--retarget needs keypoints: give a CLIP_ID (poses from the tables), "
+                                    f"not the pose video {pose}", "retarget_needs_keypoints")
+        retarget = False  # the pipeline's retarget setting applies to keypoints only
+    else:
+        retarget = pick(r.retarget, a.retarget)
+    fit = pick(r.fit, a.fit)
+    if fit not in FITS:
+        raise AnimateInputError(f"--fit must be one of {', '.join(FITS)}; got {fit!r}", "bad_option")
+    background = pick(r.background, a.background)
+    parse_colour(background)
+    model = resolve_model(r.model, root.path, base, a.seed) if r.model is not None else \
+        resolve_model(a.model, root.path, Path(cfg.base_dir or Path.cwd()), a.seed)
+    height = pick(r.height, a.height)
+    frames = pick(r.frames, a.frames)
+    for name, value, low in (("--frames", frames, 1), ("--height", height, 8), ("--width", r.width, 8),
+                             ("--steps", r.steps, 1), ("--guidance", r.guidance, 0), ("--fps", r.fps, 1e-6)):
+        if value is not None and value < low:
+            raise AnimateInputError(f"{name} must be at least {low:g}; got {value:g}", "bad_option")
+    name = f"{Path(reference).stem}.{Path(pose).stem}.mp4"
+    out = Path(r.out) if r.out else root.path / "outputs" / "animate" / name
+    out = out if out.is_absolute() else base / out
+    audio = None
+    if r.audio_from is not None:
+        audio = Path(r.audio_from) if Path(r.audio_from).is_absolute() else base / r.audio_from
+        if not audio.is_file():
+            raise AnimateInputError(f"--audio-from: no such file {audio}", "missing_file")
+    return AnimateJob(
+        reference=str(reference), pose=str(pose), model=str(model), out=str(out.resolve()), retarget=bool(retarget),
+        frames=frames, height=height, width=r.width, steps=pick(r.steps, a.steps),
+        guidance=float(pick(r.guidance, a.guidance)), window=a.window, overlap=a.overlap, seed=pick(r.seed, a.seed),
+        device=pick(r.device, a.device), dtype=a.dtype, fit=fit, background=background, fps=r.fps,
+        audio_from=str(audio) if audio else None, data_root=str(root.path), dataset=cfg.dataset,
+        pose_cfg=cfg.pose.model_dump() | {"base_dir": cfg.base_dir})
+
+
+def resolve_sources(root, dataset: str, reference: str | None, pose: str | None,
+                    base: Path | None = None) -> tuple[str | None, str | None]:
+    """Expand ``pose: auto`` (the first clip of the latest selection snapshot, val split first) and
+    ``reference: clip:ID`` / ``clip:auto`` (that clip's first frame, or another snapshot clip's than
+    the pose's, saved as a PNG under outputs/animate/references/). Relative files are taken from
+    ``base``."""
+    import PIL.Image
+
+    from animate_anyone.pose.stages import clip_path
+    from animate_anyone.tables.io import read_table
+    from animate_anyone.tables.selection import load_snapshot
+
+    base = base or Path.cwd()
+
+    def as_file(value: str | None) -> str | None:
+        if value is None or value.startswith("clip:") or value == "auto":
+            return value
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else base / path
+        # a pose that is no file and looks like no path is a clip id
+        return str(path.resolve()) if path.exists() or "/" in value or "." in Path(value).name else value
+
+    reference, pose = as_file(reference), as_file(pose)
+    if pose != "auto" and not (reference or "").startswith("clip:"):
+        return reference, pose
+    snap = load_snapshot(root, dataset)
+    rows = read_table(root, "clips", dataset, where={"clip_id": snap["clip_ids"]}).to_pylist()
+    rows.sort(key=lambda r: (r["split"] != "val", r["clip_id"]))
+    if not rows:
+        raise AnimateInputError(f"snapshot {snap['snapshot_id']} holds no clips to animate", "empty_snapshot")
+    if pose == "auto":
+        pose = rows[0]["clip_id"]
+    if reference and reference.startswith("clip:"):
+        wanted = reference[5:]
+        others = [r for r in rows if r["clip_id"] != pose] or rows
+        row = next((r for r in rows if r["clip_id"] == wanted), None) if wanted != "auto" else others[0]
+        if row is None:
+            raise AnimateInputError(f"reference {reference}: no such clip in the snapshot", "unknown_clip")
+        out = root.path / "outputs" / "animate" / "references" / f"{row['clip_id']}.png"
+        if not out.is_file():
+            frame = next(iter_frames(clip_path(row))).to_ndarray(format="rgb24")
+            with atomic_path(out) as tmp:
+                PIL.Image.fromarray(frame).save(tmp, format="PNG")
+        reference = str(out)
+    return reference, pose
+
+
+def is_pose_video(pose: str) -> bool:
+    return Path(pose).suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".avi") or Path(pose).is_file()
+
+
+# --- the reference image -------------------------------------------------------------------------
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    import PIL.ImageColor
+
+    try:
+        return PIL.ImageColor.getrgb(text)[:3]
+    except ValueError as exc:
+        raise AnimateInputError(f"--background {text!r} is not a colour (a name like white, or #rrggbb)",
+                                "bad_option") from exc
+
+
+def read_reference(path: Path, background: str = "white") -> tuple[np.ndarray, list[str]]:
+    """An RGB image (H, W, 3) uint8 and what was done to make it one: transparent images are
+    composited onto ``background``, greyscale and palette images converted."""
     import PIL.Image
 
     path = Path(path)
     if not path.is_file():
         raise AnimateInputError(f"reference image not found: {path}", "missing_file")
+    notes = []
     try:
         with PIL.Image.open(path) as im:
             mode = im.mode
-            image = np.asarray(im.convert("RGB")) if mode == "RGB" else None
+            if mode == "P" and "transparency" in im.info:
+                im = im.convert("RGBA")
+            if im.mode in ("RGBA", "LA", "PA"):
+                canvas = PIL.Image.new("RGB", im.size, parse_colour(background))
+                canvas.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
+                image = canvas
+                notes.append(f"reference {path.name} is {mode} (transparent): composited onto {background}")
+            else:
+                image = im.convert("RGB")
+                if mode != "RGB":
+                    notes.append(f"reference {path.name} is {mode}: converted to RGB")
+            image = np.asarray(image)
     except (OSError, ValueError) as exc:
         raise AnimateInputError(f"reference image {path} cannot be read: {exc}", "bad_image") from exc
-    if image is None:
-        raise AnimateInputError(
-            f"reference image {path} is {mode!r}, not RGB: convert it first (for RGBA, choose the background "
-            "it should stand on; for greyscale, the model expects colour)", "not_rgb")
-    return image
+    return image, notes
+
+
+def fit_image(image: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, str | None]:
+    """``image`` at ``size`` (width, height), keeping its aspect unless ``mode`` is stretch:
+    ``pad`` fits it inside and fills the rest with the median colour of its border, ``crop`` covers
+    and cuts the centre. Returns the image and a note when the aspect ratios differed."""
+    import PIL.Image
+
+    h, w = image.shape[:2]
+    W, H = size
+    pil = PIL.Image.fromarray(image)
+    if abs(w / h - W / H) <= 0.01 * (W / H) or mode == "stretch":
+        note = None if abs(w / h - W / H) <= 0.01 * (W / H) else f"reference {w}x{h} stretched to {W}x{H}"
+        return np.asarray(pil.resize((W, H), PIL.Image.BICUBIC)), note
+    if mode == "crop":
+        scale = max(W / w, H / h)
+        nw, nh = max(W, round(w * scale)), max(H, round(h * scale))
+        big = pil.resize((nw, nh), PIL.Image.BICUBIC)
+        left, top = (nw - W) // 2, (nh - H) // 2
+        return np.asarray(big.crop((left, top, left + W, top + H))), \
+            f"reference {w}x{h} scaled and centre-cropped to {W}x{H} (--fit crop)"
+    scale = min(W / w, H / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    fill = tuple(int(v) for v in np.median(border, axis=0))
+    canvas = PIL.Image.new("RGB", (W, H), fill)
+    canvas.paste(pil.resize((nw, nh), PIL.Image.BICUBIC), ((W - nw) // 2, (H - nh) // 2))
+    return np.asarray(canvas), f"reference {w}x{h} fitted inside {W}x{H}, padded with its border colour {fill} (--fit pad)"
 
 
 def find_person(image: np.ndarray, backend, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -60,27 +285,55 @@ def find_person(image: np.ndarray, backend, what: str) -> tuple[np.ndarray, np.n
     return found.keypoints[0], found.scores[0]
 
 
-def poses_from_video(path: Path, frames: int | None) -> PoseSequence:
-    path = Path(path)
+# --- 2. poses ------------------------------------------------------------------------------------
+
+def prepare_poses(job: AnimateJob, dest: Path | None = None) -> Path:
+    """Check the reference and the pose source, and save the poses as an ``.npz`` hand-off."""
+    from animate_anyone.config import Pose
+    from animate_anyone.pose.backends import load_backend
+    from animate_anyone.tables.io import DataRoot
+
+    ref, _ = read_reference(Path(job.reference), job.background)
+    cfg = dict(job.pose_cfg)
+    base_dir = cfg.pop("base_dir", None)
+    backend = load_backend(Pose(**cfg), None, Path(base_dir) if base_dir else None)
+    try:
+        ref_pose = find_person(ref, backend, f"reference image {job.reference}")
+    finally:
+        backend.close()
+    dest = Path(dest) if dest else Path(job.data_root) / "outputs" / "animate" / "poses" / f"{job.content()[:16]}.npz"
+    if is_pose_video(job.pose):
+        info = _check_pose_video(Path(job.pose))
+        data = {"kind": "video", "video": job.pose, "fps": info.fps, "canvas": np.array([info.width, info.height])}
+    else:
+        root = DataRoot.from_uri(job.data_root)
+        ref_size = (ref.shape[1], ref.shape[0])
+        kps, scores, canvas, fps = clip_keypoints(root, job.pose, job.frames, ref_pose if job.retarget else None,
+                                                  ref_size)
+        data = {"kind": "keypoints", "keypoints": kps, "scores": scores, "canvas": np.array(canvas), "fps": fps,
+                "source": f"clip {job.pose}"}
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **data)
+    return dest
+
+
+def _check_pose_video(path: Path):
     try:
         info = probe(path)
-        images = []
-        for frame in iter_frames(path):
-            images.append(frame.to_ndarray(format="rgb24"))
-            if frames and len(images) >= frames:
-                break
+        next(iter(iter_frames(path)))
     except MediaError as exc:
         raise AnimateInputError(f"pose video {path}: {exc}", "bad_pose_video") from exc
-    if not images:
-        raise AnimateInputError(f"pose video {path} has no frames", "zero_frames")
-    return PoseSequence(images, Fraction(info.fps).limit_denominator(1001), str(path))
+    except StopIteration:
+        raise AnimateInputError(f"pose video {path} has no frames", "zero_frames") from None
+    return info
 
 
-def poses_from_clip(root, clip_id: str, frames: int | None, reference_pose=None,
-                    reference_size: tuple[int, int] | None = None) -> PoseSequence:
-    """Draw clip `clip_id`'s main person per frame; with `reference_pose`, retargeted onto it and
-    drawn on the reference's canvas (`reference_size` = (width, height))."""
-    from animate_anyone.pose.render import draw_pose, read_clip_poses
+def clip_keypoints(root, clip_id: str, frames: int | None, reference_pose=None,
+                   reference_size: tuple[int, int] | None = None):
+    """A clip's main person per frame, [0, 1] coordinates of the drawing canvas; with
+    ``reference_pose``, retargeted onto it and on the reference's canvas (``reference_size``)."""
+    from animate_anyone.pose.render import read_clip_poses
     from animate_anyone.pose.retarget import retarget_normalised
 
     clip, people = read_clip_poses(root, clip_id)
@@ -97,56 +350,30 @@ def poses_from_clip(root, clip_id: str, frames: int | None, reference_pose=None,
         ref_norm = np.asarray(reference_pose[0], np.float32) / np.asarray(reference_size, np.float32)
         kps = retarget_normalised(kps, scores, size, ref_norm, reference_pose[1], reference_size, frame=first)
         size = reference_size
-    images = [draw_pose(size, kps[i][None], scores[i][None]) for i in range(n)]
-    return PoseSequence(images, Fraction(clip["fps"]).limit_denominator(1001), f"clip {clip_id}")
+    return kps, scores, size, float(clip["fps"])
 
 
-def clip_content(root, clip_id: str) -> str:
-    """A clip's identity for caches: its file's sha256 and how its poses were made."""
-    from animate_anyone.pose.render import read_clip_poses
+def load_poses(path: Path, frames: int | None = None) -> PoseSequence:
+    """Draw the poses of a hand-off file (keypoints drawn here, at the point of use)."""
+    from animate_anyone.pose.render import draw_pose
 
-    clip, people = read_clip_poses(root, clip_id)
-    return f"{clip['sha256']}:{len(people)}"
+    data = np.load(path, allow_pickle=False)
+    fps = Fraction(float(data["fps"])).limit_denominator(1001)
+    if str(data["kind"]) == "video":
+        video = Path(str(data["video"]))
+        images = []
+        for frame in iter_frames(video):
+            images.append(frame.to_ndarray(format="rgb24"))
+            if frames and len(images) >= frames:
+                break
+        return PoseSequence(images, fps, str(video))
+    canvas = tuple(int(v) for v in data["canvas"])
+    kps, scores = data["keypoints"], data["scores"]
+    images = [draw_pose(canvas, kps[i][None], scores[i][None]) for i in range(len(kps))]
+    return PoseSequence(images, fps, str(data["source"]))
 
 
-def resolve_sources(root, dataset: str, reference: str | None, pose: str | None) -> tuple[str | None, str | None]:
-    """Expand `pose: auto` (the first clip of the latest selection snapshot, val split first) and
-    `reference: clip:ID` / `clip:auto` (the first frame of that clip, or of another snapshot clip
-    than the pose's, saved as a PNG under outputs/animate/references/)."""
-    import PIL.Image
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from animate_anyone.pose.stages import clip_path
-    from animate_anyone.tables.io import read_table
-    from animate_anyone.tables.selection import load_snapshot
-
-    if pose != "auto" and not (reference or "").startswith("clip:"):
-        return reference, pose
-    snap = load_snapshot(root, dataset)
-    clips = read_table(root, "clips")
-    clips = clips.filter(pc.is_in(clips["clip_id"], value_set=pa.array(snap["clip_ids"])))
-    rows = sorted(clips.to_pylist(), key=lambda r: (r["split"] != "val", r["clip_id"]))
-    if not rows:
-        raise AnimateInputError(f"snapshot {snap['snapshot_id']} holds no clips to animate", "empty_snapshot")
-    if pose == "auto":
-        pose = rows[0]["clip_id"]
-    if reference and reference.startswith("clip:"):
-        wanted = reference[5:]
-        others = [r for r in rows if r["clip_id"] != pose] or rows
-        row = next((r for r in rows if r["clip_id"] == wanted), None) if wanted != "auto" else others[0]
-        if row is None:
-            raise AnimateInputError(f"reference {reference}: no such clip in the snapshot", "unknown_clip")
-        out = root.path / "outputs" / "animate" / "references" / f"{row['clip_id']}.png"
-        if not out.is_file():
-            frame = next(iter_frames(clip_path(row))).to_ndarray(format="rgb24")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.stem + ".partial.png")
-            PIL.Image.fromarray(frame).save(tmp)
-            tmp.replace(out)
-        reference = str(out)
-    return reference, pose
-
+# --- 3. generate ---------------------------------------------------------------------------------
 
 def output_size(canvas: tuple[int, int], width: int | None, height: int | None, what: str) -> tuple[int, int]:
     """(width, height), multiples of 8, keeping the canvas's aspect ratio; a different ratio is refused."""
@@ -164,32 +391,6 @@ def output_size(canvas: tuple[int, int], width: int | None, height: int | None, 
     return max(8, width - width % 8), max(8, height - height % 8)
 
 
-def is_pose_video(pose: str) -> bool:
-    return Path(pose).suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".avi") or Path(pose).is_file()
-
-
-def prepare_inputs(reference: Path, pose: str, *, root=None, pose_cfg=None, retarget: bool = False,
-                   frames: int | None = None) -> tuple[np.ndarray, PoseSequence]:
-    """The reference image (checked to be RGB and, with a pose backend, to show a person) and the
-    pose frames: a pose video's, or a clip's drawn from the tables (retargeted onto the reference)."""
-    ref = read_reference(Path(reference))
-    ref_pose = None
-    if pose_cfg is not None:
-        from animate_anyone.pose.backends import load_backend
-
-        ref_pose = find_person(ref, load_backend(pose_cfg), f"reference image {reference}")
-    if is_pose_video(pose):
-        if retarget:
-            raise AnimateInputError("--retarget needs keypoints: give a CLIP_ID (poses from the tables), "
-                                    f"not the pose video {pose}", "retarget_needs_keypoints")
-        return ref, poses_from_video(Path(pose), frames)
-    if root is None:
-        raise AnimateInputError(f"pose {pose!r} is not a file, and no data root was given to look it up as a clip")
-    if retarget and ref_pose is None:
-        raise AnimateInputError("--retarget needs the reference's pose: configure a pose backend")
-    return ref, poses_from_clip(root, pose, frames, ref_pose if retarget else None, (ref.shape[1], ref.shape[0]))
-
-
 def resolve_device(spec: str) -> str:
     import torch
 
@@ -200,62 +401,103 @@ def resolve_device(spec: str) -> str:
     return spec
 
 
-def animate(model: Path, reference: Path, pose: str, out: Path, *, root=None, pose_cfg=None, retarget: bool = False,
-            frames: int | None = None, height: int | None = None, width: int | None = None, steps: int = 20,
-            guidance: float = 3.5, window: int = 24, overlap: int = 4, seed: int = 0, device: str = "auto",
-            dtype: str = "float16", fps: float | None = None, audio_from: Path | None = None,
-            grid: bool = True, progress=None) -> dict:
-    """Check everything, load the model, generate, and write `out` (+ `out`'s `.grid.mp4`)."""
+def generate(job: AnimateJob, poses: Path, progress=None, grid: bool = True) -> dict:
+    """Load the model, generate, and write ``job.out`` (+ its ``.grid.mp4``)."""
     import PIL.Image
     import torch
 
-    from animate_anyone.pipeline import InputError, load_pipeline
+    from animate_anyone.pipeline import InputError, load_animate_pipeline
 
     started = time.perf_counter()
     # 1. Inputs, all checked before the model loads.
-    ref, seq = prepare_inputs(Path(reference), pose, root=root, pose_cfg=pose_cfg, retarget=retarget, frames=frames)
-    if fps and abs(float(seq.fps) - fps) > 1e-3:
-        raise AnimateInputError(f"{seq.source} runs at {float(seq.fps):.3f} fps but {fps} fps was asked for; "
+    seq = load_poses(Path(poses), job.frames)
+    if job.fps and abs(float(seq.fps) - job.fps) > 1e-3:
+        raise AnimateInputError(f"{seq.source} runs at {float(seq.fps):.3f} fps but {job.fps} fps was asked for; "
                                 "resample the poses first (frames are not dropped or repeated here)", "fps_mismatch")
     canvas = (seq.frames[0].shape[1], seq.frames[0].shape[0])
-    w, h = output_size(canvas, width, height, seq.source)
-    if audio_from is not None and not Path(audio_from).is_file():
-        raise AnimateInputError(f"--audio-from: no such file {audio_from}", "missing_file")
+    w, h = output_size(canvas, job.width, job.height, seq.source)
+    ref, notes = read_reference(Path(job.reference), job.background)
+    ref, note = fit_image(ref, (w, h), job.fit)
+    notes += [note] if note else []
 
     # 2. Model.
-    dev = resolve_device(device)
-    torch_dtype = torch.float32 if dev == "cpu" else getattr(torch, dtype)
+    dev = resolve_device(job.device)
+    torch_dtype = torch.float32 if dev == "cpu" else getattr(torch, job.dtype)
     try:
-        pipe = load_pipeline(Path(model), dtype=torch_dtype, device=dev)
+        pipe = load_animate_pipeline(Path(job.model), dtype=torch_dtype, device=dev)
     except InputError as exc:
         raise AnimateInputError(str(exc), "bad_model") from exc
     pipe.set_progress_bar_config(disable=True)
 
     # 3. Generate.
-    generator = torch.Generator(device=dev).manual_seed(seed)
+    generator = torch.Generator(device=dev).manual_seed(job.seed)
     t0 = time.perf_counter()
-    result = pipe(PIL.Image.fromarray(ref), seq.frames, height=h, width=w, num_inference_steps=steps,
-                  guidance_scale=guidance, window=window, overlap=overlap, generator=generator,
+    result = pipe(PIL.Image.fromarray(ref), seq.frames, height=h, width=w, num_inference_steps=job.steps,
+                  guidance_scale=job.guidance, window=job.window, overlap=job.overlap, generator=generator,
                   callback=progress).frames
     generate_s = time.perf_counter() - t0
 
     # 4. Encode: the video, the grid, and the audio when asked.
-    out = Path(out)
+    out = Path(job.out)
     write_video(out, result, seq.fps)
     grid_path = None
     if grid:
         grid_path = out.with_name(out.stem + ".grid.mp4")
-        ref_small = np.asarray(PIL.Image.fromarray(ref).resize((w, h), PIL.Image.BICUBIC))
         poses_small = (np.asarray(PIL.Image.fromarray(p).resize((w, h), PIL.Image.BILINEAR)) for p in seq.frames)
-        write_video(grid_path, (np.concatenate([ref_small, p, r], axis=1) for p, r in zip(poses_small, result)),
-                    seq.fps)
-    if audio_from is not None:
+        write_video(grid_path, (np.concatenate([ref, p, r], axis=1) for p, r in zip(poses_small, result)), seq.fps)
+    if job.audio_from is not None:
         from animate_anyone.media.video import mux_audio
 
-        mux_audio(out, Path(audio_from))
+        mux_audio(out, Path(job.audio_from))
     return {"out": str(out), "grid": str(grid_path) if grid_path else None, "frames": len(result), "width": w,
-            "height": h, "fps": float(seq.fps), "pose_source": seq.source, "device": dev,
+            "height": h, "fps": float(seq.fps), "pose_source": seq.source, "device": dev, "notes": notes,
             "generate_s": round(generate_s, 3), "total_s": round(time.perf_counter() - started, 3)}
+
+
+def run_animate(cfg, request: AnimateRequest, progress=None) -> dict:
+    """The whole use case in this process: plan, prepare the poses, generate."""
+    job = plan(cfg, request)
+    return generate(job, prepare_poses(job), progress)
+
+
+def animate(model: Path, reference: Path, pose: str, out: Path, *, pose_cfg=None, root=None, grid: bool = True,
+            progress=None, **options) -> dict:
+    """Files in, files out, without a pipelines file: ``options`` are :class:`AnimateJob` fields."""
+    from animate_anyone.config import PipelineConfig, Pose
+
+    pose_cfg = pose_cfg or Pose()
+    data_root = str(root.path) if root is not None else str(Path(out).parent)
+    cfg = PipelineConfig(data_root=data_root, pose=pose_cfg)
+    a = cfg.animate
+    defaults = {f.name: getattr(a, f.name) for f in dataclasses.fields(AnimateJob)
+                if hasattr(a, f.name) and f.name not in ("reference", "pose", "model")}
+    fields = {**defaults, "retarget": False, "width": None, "fps": None, "audio_from": None, **options}
+    if fields["retarget"] and is_pose_video(str(pose)):
+        raise AnimateInputError("--retarget needs keypoints: give a CLIP_ID (poses from the tables), "
+                                f"not the pose video {pose}", "retarget_needs_keypoints")
+    audio = fields.pop("audio_from")
+    job = AnimateJob(reference=str(reference), pose=str(pose), model=str(model), out=str(out),
+                     audio_from=str(audio) if audio else None, data_root=data_root, dataset=cfg.dataset,
+                     pose_cfg=pose_cfg.model_dump(), **fields)
+    if audio is not None and not Path(audio).is_file():
+        raise AnimateInputError(f"--audio-from: no such file {audio}", "missing_file")
+    with _tempdir() as tmp:
+        return generate(job, prepare_poses(job, Path(tmp) / "poses.npz"), progress, grid=grid)
+
+
+def _tempdir():
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix="animate-")
+
+
+def _clip_content(job: AnimateJob) -> str:
+    """A clip's identity for caches: its file's sha256 and its pose rows."""
+    from animate_anyone.pose.render import read_clip_poses
+    from animate_anyone.tables.io import DataRoot
+
+    clip, people = read_clip_poses(DataRoot.from_uri(job.data_root), job.pose)
+    return f"{clip['sha256']}:{len(people)}"
 
 
 def write_video(path: Path, frames, fps) -> None:

@@ -1,14 +1,24 @@
-"""``animate-anyone``: one command, a subcommand per stage.
+"""``animate-anyone``: one command, a subcommand per stage (the application layer, with ``flows``).
 
-Prefect is imported only inside the subcommands that run flows, so the library (and ``query``,
-``puppets``) work without starting an orchestrator.
+Exit codes: 0 everything succeeded; 1 the run finished but some items failed (they are in the
+``failures`` table, and running the same command again retries them); 2 nothing ran: a bad
+option, configuration or input (the message says which).
+
+The configuration is loaded and checked before anything starts. Flows run against
+``PREFECT_API_URL`` when it is set, else against a temporary Prefect server that this command
+starts and that dies with it (``flows/server.py``). Prefect is imported only by the subcommands
+that run flows, so ``query``, ``puppets`` and the library work without an orchestrator.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -21,9 +31,59 @@ from animate_anyone import progress as progress_events
 from animate_anyone.errors import AnimateAnyoneError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Animate Anyone as a data and training pipeline: ingest videos, extract poses, train, animate.")
+                  help="Animate Anyone as a data and training pipeline: ingest videos, extract poses, train, animate. "
+                       "Exit codes: 0 all ok, 1 some items failed (see the failures table), 2 bad option or input.")
 err = Console(stderr=True)
 out = Console()
+EXIT_ITEMS_FAILED = 1
+EXIT_BAD_INPUT = 2
+# native loggers (MediaPipe's TFLite and glog, absl) write straight to stderr; quiet unless --verbose
+QUIET_NATIVE = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3", "TRANSFORMERS_VERBOSITY": "error",
+                "DIFFUSERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+# lines that C++ libraries write to file descriptor 2 themselves (absl/glog: "W0000 00:00:…")
+NATIVE_LINE = re.compile(rb"^([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\]|WARNING: All log messages before absl)")
+
+
+def _filter_native_stderr() -> None:
+    """Route file descriptor 2 through a filter that drops the native libraries' log lines.
+
+    MediaPipe's TFLite logs through absl straight to fd 2 (about a hundred "Feedback manager…"
+    lines per demo), which no environment variable silences. Python's own ``sys.stderr`` keeps
+    the terminal (progress bars stay live); only what C++ code writes to fd 2 passes the filter.
+    """
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    sys.stderr = open(terminal, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",  # noqa: SIM115
+                      errors="backslashreplace", closefd=False)
+
+    def pump() -> None:
+        with open(read_end, "rb", buffering=0) as src:
+            for line in iter(src.readline, b""):
+                if not NATIVE_LINE.match(line):
+                    os.write(terminal, line)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+
+    def close() -> None:  # end of the pipe: the pump writes what is left, then stops
+        os.dup2(terminal, 2)
+        thread.join(timeout=2)
+
+    atexit.register(close)
+
+
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", help="Show the native libraries' own log lines.")) -> None:
+    """Animate Anyone as a data and training pipeline."""
+    if not verbose:
+        for k, v in QUIET_NATIVE.items():
+            os.environ.setdefault(k, v)
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    else:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "DEBUG"
 
 
 def _bar() -> Progress:
@@ -31,15 +91,27 @@ def _bar() -> Progress:
                     TimeRemainingColumn(), console=err, transient=False)
 
 
-def _prefect_env() -> None:
-    """Defaults for running flows from the command line; the user's own settings win."""
+def _start_prefect() -> None:
+    """Prefect defaults for the command line (the user's own settings win), and an API server."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    from flows.server import start_temporary_server
+
+    start_temporary_server()
 
 
-def _fail(exc: AnimateAnyoneError, code: int = 2) -> None:
+def _fail(exc: AnimateAnyoneError, code: int = EXIT_BAD_INPUT) -> None:
     err.print(f"[red]error:[/red] {exc.message}", highlight=False, markup=True)
     raise typer.Exit(code)
+
+
+def _config(pipeline: str | None, config: Path | None, **overrides):
+    """The pipeline's configuration, checked before anything starts; an error is one message."""
+    from animate_anyone.config import load_config
+
+    try:
+        return load_config(pipeline, config, **overrides)
+    except AnimateAnyoneError as exc:
+        _fail(exc)
 
 
 def _with_source_bar(fn, *args, **kwargs):
@@ -73,24 +145,30 @@ def run(
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file (default: ./pipelines.yaml or the bundled one)."),
 ) -> None:
     """Run the main job: every stage of PIPELINE (default `demo`), end to end, as a Prefect flow."""
-    _prefect_env()
+    cfg = _config(pipeline, config, data_root=data_root)
+    _start_prefect()
     from flows.pipeline import run_pipeline
 
     try:
-        result = _with_source_bar(run_pipeline, pipeline=pipeline, data_root=data_root,
-                                  config_path=str(config) if config else None)
+        result = _with_source_bar(run_pipeline, cfg=cfg)
     except AnimateAnyoneError as exc:
         _fail(exc)
     _print_ingest(result["ingest"])
     _print_pose(result["pose"])
     _print_select(result["select"])
+    failed = result["ingest"]["failed"] + result["pose"]["failed"]
     if "animate" in result:
         a = result["animate"]
         if a["status"] == "ok":
+            for note in a.get("notes", []):
+                out.print(f"note: {note}", highlight=False)
             out.print(f"animated {a['frames']} frames ({a['width']}x{a['height']}, {a['generate_s']:.1f} s on "
                       f"{a['device']}): {a['out']} and {a['grid']}", highlight=False)
         else:
+            failed += 1
             out.print(f"animate failed: {a['error']}", highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_ITEMS_FAILED)
 
 
 def _print_pose(summary: dict) -> None:
@@ -124,16 +202,18 @@ def ingest(
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
     refresh: bool = typer.Option(False, "--refresh", help="Ignore cached task results (after deleting files by hand)."),
 ) -> None:
-    """Download SOURCES, split them into shots and cut 2-10 s clips into the tables."""
-    _prefect_env()
-    from flows.ingest import ingest as ingest_flow
+    """Download SOURCES, split them into shots and cut 2-10 s clips into the tables. Exit 1 if any failed."""
+    cfg = _config(pipeline, config, data_root=data_root, dataset=dataset)
+    _start_prefect()
+    from flows.ingest import run_ingest
 
     try:
-        summary = _with_source_bar(ingest_flow, pipeline=pipeline, sources=sources or None, data_root=data_root,
-                                   dataset=dataset, config_path=str(config) if config else None, refresh_cache=refresh)
+        summary = _with_source_bar(run_ingest, cfg, sources=sources or None, refresh=refresh)
     except AnimateAnyoneError as exc:
         _fail(exc)
     _print_ingest(summary)
+    if summary["failed"]:
+        raise typer.Exit(EXIT_ITEMS_FAILED)
 
 
 @app.command()
@@ -143,18 +223,22 @@ def pose(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset whose clips to process."),
     backend: Optional[str] = typer.Option(None, "--backend", help="dwpose or mediapipe (default: the pipeline's)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
-    refresh: bool = typer.Option(False, "--refresh", help="Ignore cached task results."),
 ) -> None:
-    """Extract whole-body poses for every clip into pose_frames and clip_pose_summary."""
-    _prefect_env()
-    from flows.pose import extract_poses
+    """Extract whole-body poses for every clip not done yet into pose_frames and clip_pose_summary. Exit 1 if any failed."""
+    cfg = _config(pipeline, config, data_root=data_root, dataset=dataset)
+    if backend is not None and backend not in ("dwpose", "mediapipe"):
+        err.print(f"error: --backend must be dwpose or mediapipe; got {backend!r}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    _start_prefect()
+    from flows.pose import run_extract_poses
 
     try:
-        summary = _with_source_bar(extract_poses, pipeline=pipeline, data_root=data_root, dataset=dataset,
-                                   backend=backend, config_path=str(config) if config else None, refresh_cache=refresh)
+        summary = _with_source_bar(run_extract_poses, cfg, backend=backend)
     except AnimateAnyoneError as exc:
         _fail(exc)
     _print_pose(summary)
+    if summary["failed"]:
+        raise typer.Exit(EXIT_ITEMS_FAILED)
 
 
 @app.command()
@@ -165,14 +249,13 @@ def select(
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
 ) -> None:
     """Select training clips with the pipeline's SQL and save them as a dataset snapshot."""
-    from animate_anyone.config import load_pipeline
     from animate_anyone.tables import DataRoot
     from animate_anyone.tables.selection import select_clips
 
+    cfg = _config(pipeline, config, data_root=data_root)
     try:
-        pipe = load_pipeline(pipeline, config, data_root=data_root)
-        snap = select_clips(DataRoot.from_uri(pipe.data_root), pipe.dataset, where or pipe.select.where,
-                            pipe.select.splits, pipe.name, "--where" if where else "select.where")
+        snap = select_clips(DataRoot.from_uri(cfg.data_root), cfg.dataset, cfg.select.where if where is None else where,
+                            cfg.select.splits, cfg.name, "--where" if where is not None else "select.where")
     except AnimateAnyoneError as exc:
         _fail(exc)
     _print_select(snap)
@@ -190,12 +273,12 @@ def render(
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
 ) -> None:
     """Write CLIP_ID's pose video (OpenPose style) from the stored keypoints."""
-    from animate_anyone.config import load_pipeline
     from animate_anyone.pose.render import render_clip
     from animate_anyone.tables import DataRoot
 
+    cfg = _config(pipeline, config, data_root=data_root)
     try:
-        root = DataRoot.from_uri(data_root or load_pipeline(pipeline, config).data_root)
+        root = DataRoot.from_uri(cfg.data_root)
         suffix = "overlay" if overlay else "pose"
         dest = out_file or root.path / "outputs" / "poses" / f"{clip_id}.{suffix}.mp4"
         info = render_clip(root, clip_id, dest, overlay=overlay, face=not no_face, weighted=weighted)
@@ -207,17 +290,19 @@ def render(
 
 @app.command()
 def animate(
-    reference: Optional[str] = typer.Option(None, "--reference", help="Reference image (RGB), or clip:ID for a clip's first frame."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Reference image (RGB, RGBA or greyscale), or clip:ID for a clip's first frame."),
     pose: Optional[str] = typer.Option(None, "--pose", help="Pose video (mp4 of rendered skeletons) or a CLIP_ID from the tables."),
-    model: Optional[str] = typer.Option(None, "--model", help="Pipeline folder (convert / save_pretrained), or tiny-random."),
-    retarget: Optional[bool] = typer.Option(None, "--retarget/--no-retarget", help="Fit the clip's skeleton to the reference's body (CLIP_ID only)."),
-    frames: Optional[int] = typer.Option(None, "--frames", help="Only the first N pose frames."),
+    model: Optional[str] = typer.Option(None, "--model", help="Pipeline folder (a path, from where you stand), or a NAME under DATA_ROOT/models (tiny-random builds one)."),
+    retarget: Optional[bool] = typer.Option(None, "--retarget/--no-retarget", help="Fit the clip's skeleton to the reference's body (CLIP_ID only; default: the pipeline's, for clips)."),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Only the first N pose frames."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Output mp4 (default under DATA_ROOT/outputs/animate/); the grid goes beside it."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="DDIM steps (default 20)."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (default 3.5)."),
-    height: Optional[int] = typer.Option(None, "--height", help="Output height (multiple of 8; default: the pose source's)."),
-    width: Optional[int] = typer.Option(None, "--width", help="Output width (multiple of 8)."),
-    fps: Optional[float] = typer.Option(None, "--fps", help="Refuse a pose source at another frame rate."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="DDIM steps (default: the pipeline's, 20)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale (default 3.5; 0 turns it off)."),
+    height: Optional[int] = typer.Option(None, "--height", min=8, help="Output height (rounded down to a multiple of 8; the width follows the poses' aspect)."),
+    width: Optional[int] = typer.Option(None, "--width", min=8, help="Output width (multiple of 8)."),
+    fit: Optional[str] = typer.Option(None, "--fit", help="A reference of another aspect ratio than the poses: pad (default: fit inside, pad with its border colour), crop (cover, cut the centre) or stretch."),
+    background: Optional[str] = typer.Option(None, "--background", help="Colour a transparent (RGBA) reference is composited onto (default white)."),
+    fps: Optional[float] = typer.Option(None, "--fps", min=0.001, help="Refuse a pose source at another frame rate."),
     audio_from: Optional[Path] = typer.Option(None, "--audio-from", help="Carry this video's audio into the result."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
@@ -227,31 +312,23 @@ def animate(
 ) -> None:
     """Animate a reference image along a pose video or a clip's poses; writes an mp4 and a grid."""
     from animate_anyone import animate as lib
-    from animate_anyone.config import load_pipeline
-    from animate_anyone.models import ensure_model
-    from animate_anyone.tables import DataRoot
 
+    cfg = _config(pipeline, config, data_root=data_root)
+    if device is not None and not (device in ("auto", "cpu") or device.startswith("cuda")):
+        err.print(f"error: --device must be auto, cpu, cuda or cuda:N; got {device!r}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    request = lib.AnimateRequest(
+        reference=reference, pose=pose, model=model, out=str(out_file) if out_file else None, retarget=retarget,
+        frames=frames, height=height, width=width, steps=steps, guidance=guidance, seed=seed, device=device, fit=fit,
+        background=background, fps=fps, audio_from=str(audio_from) if audio_from else None, base_dir=str(Path.cwd()))
     try:
-        cfg = load_pipeline(pipeline, config)
-        a = cfg.animate
-        root = DataRoot.from_uri(data_root or cfg.data_root)
-        ref, pose_src = lib.resolve_sources(root, cfg.dataset, reference or a.reference, pose or a.pose)
-        if not ref or not pose_src:
-            raise lib.AnimateInputError("give --reference IMAGE and --pose VIDEO|CLIP_ID (or set animate.reference "
-                                        "and animate.pose in the pipeline)", "missing_input")
-        model_dir = ensure_model(model or a.model, root.path, a.seed)
-        dest = out_file or root.path / "outputs" / "animate" / f"{Path(ref).stem}.{Path(pose_src).stem}.mp4"
         with _bar() as bar:
             job = bar.add_task("generating", total=None)
-            info = lib.animate(
-                model_dir, Path(ref), pose_src, dest, root=root, pose_cfg=cfg.pose,
-                retarget=a.retarget if retarget is None else retarget, frames=frames or a.frames,
-                height=height or a.height, width=width or a.width, steps=steps or a.steps,
-                guidance=a.guidance if guidance is None else guidance, window=a.window, overlap=a.overlap,
-                seed=a.seed if seed is None else seed, device=device or a.device, dtype=a.dtype, fps=fps,
-                audio_from=audio_from, progress=lambda i, n: bar.update(job, completed=i, total=n))
+            info = lib.run_animate(cfg, request, progress=lambda i, n: bar.update(job, completed=i, total=n))
     except AnimateAnyoneError as exc:
         _fail(exc)
+    for note in info["notes"]:
+        out.print(f"note: {note}", highlight=False)
     out.print(f"wrote {info['out']} ({info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps, "
               f"{info['generate_s']:.1f} s on {info['device']}) and {info['grid']}", highlight=False)
 
@@ -269,7 +346,7 @@ def convert(
     """Import Moore-AnimateAnyone and AnimateDiff weights into a pipeline folder (exact, every key checked)."""
     import torch
 
-    from animate_anyone.models.convert import convert_moore
+    from animate_anyone.pipeline import convert_moore
 
     try:
         info = convert_moore(moore, base, out_dir, motion=motion, vae=vae, image_encoder=image_encoder,
@@ -288,7 +365,7 @@ def new_model(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Write a randomly initialised pipeline folder (for tests, benchmarks, or training from scratch)."""
-    from animate_anyone.models import create_model
+    from animate_anyone.pipeline import create_model
 
     if size not in ("tiny", "full"):
         err.print(f"error: --size must be tiny or full; got {size!r}")
@@ -306,15 +383,15 @@ def query(
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
 ) -> None:
     """Run read-only SQL over the DuckDB catalog (tables: sources, shots, clips, failures)."""
-    from animate_anyone.config import load_pipeline
     from animate_anyone.tables import DataRoot
     from animate_anyone.tables import query as run_query
 
     if fmt not in ("table", "csv", "json"):
         err.print(f"error: --format must be table, csv or json; got {fmt!r}")
         raise typer.Exit(2)
+    cfg = _config(pipeline, config, data_root=data_root)
     try:
-        root = DataRoot.from_uri(data_root or load_pipeline(pipeline, config).data_root)
+        root = DataRoot.from_uri(cfg.data_root)
         result = run_query(root, sql)
     except AnimateAnyoneError as exc:
         _fail(exc)
@@ -362,8 +439,16 @@ def puppets(
         out.print(str(p))
 
 
+def _terminate(signum, _frame) -> None:
+    """SIGTERM (``kill PID``) ends the run like Ctrl-C: cleanup runs, the temporary server stops."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    if "--verbose" not in sys.argv[1:2]:
+        _filter_native_stderr()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

@@ -6,10 +6,12 @@ world served on loopback) and how ingest treats them.
 """
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Literal
 
+import scenedetect
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -31,6 +33,10 @@ class PuppetSource(_Strict):
     width: int = Field(360, ge=64, le=3840)
     height: int = Field(640, ge=64, le=3840)
     seconds: float = Field(14.0, ge=1.0, le=600.0)
+    # shot detection for these videos only; None = ingest.shots. The puppets' flat colours change
+    # little at a cut between two cameras on the same dancer, which real-video thresholds miss;
+    # settings tuned for that never apply to a user's own sources.
+    shots: "ShotDetection | None" = None
 
 
 class Sources(_Strict):
@@ -70,18 +76,37 @@ class Download(_Strict):
 
 
 Detector = Literal["content", "adaptive", "hash", "histogram", "threshold"]
+DETECTORS: dict[str, type] = {
+    "content": scenedetect.ContentDetector,
+    "adaptive": scenedetect.AdaptiveDetector,
+    "hash": scenedetect.HashDetector,
+    "histogram": scenedetect.HistogramDetector,
+    "threshold": scenedetect.ThresholdDetector,
+}
 
 
-class Shots(_Strict):
+def check_detector_params(detector: str, params: dict[str, Any]) -> None:
+    """Raise ValueError naming any parameter the PySceneDetect detector does not take."""
+    cls = DETECTORS.get(detector)
+    if cls is None:
+        raise ValueError(f"unknown shot detector {detector!r}; known: {', '.join(DETECTORS)}")
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"{detector} detector does not take {unknown}; it takes {allowed}")
+
+
+class ShotDetection(_Strict):
     detector: Detector = "content"
     params: dict[str, Any] = {"threshold": 27.0, "min_scene_len": 15}
     downscale: int = Field(0, ge=0, le=16)  # 0 = automatic (about 256 px wide)
+    # a "cut" after which the picture returns to what it was within this many frames is a flash
+    # (camera flash, strobe, white frame), not a cut; 0 turns the check off
+    flash_frames: int = Field(6, ge=0, le=60)
     workers: int = Field(2, ge=1, le=32)  # segments of one video scanned in parallel
 
     @model_validator(mode="after")
-    def _params_fit(self) -> "Shots":
-        from animate_anyone.ingest.shots import check_detector_params
-
+    def _params_fit(self) -> "ShotDetection":
         check_detector_params(self.detector, self.params)
         return self
 
@@ -110,9 +135,9 @@ class Clips(_Strict):
 
 class Ingest(_Strict):
     download: Download = Download()
-    shots: Shots = Shots()
+    shots: ShotDetection = ShotDetection()
     clips: Clips = Clips()
-    workers: int = Field(4, ge=1, le=64)
+    workers: int = Field(4, ge=1, le=64)  # sources in flight at once (the flow's thread pool)
 
 
 class MediaPipePose(_Strict):
@@ -138,8 +163,7 @@ class Pose(_Strict):
     mediapipe: MediaPipePose = MediaPipePose()
     dwpose: DWPose = DWPose()
     shard_clips: int = Field(16, ge=1, le=10000)  # clips per task (and per Parquet part), within one source
-    workers: int = Field(2, ge=1, le=64)  # shards at once
-    gpu_slots: int = Field(1, ge=1, le=64)  # size of the global concurrency limit "gpu"
+    workers: int = Field(2, ge=1, le=64)  # shards at once (the flow's thread pool)
     use_gpu_slot: bool | None = None  # None: take a "gpu" slot when the backend runs on a GPU
 
 
@@ -150,15 +174,18 @@ class Select(_Strict):
 
 
 class Animate(_Strict):
-    # a pipeline folder (save_pretrained / `animate-anyone convert`), relative to data_root when not
-    # absolute; "tiny-random" builds a seeded tiny model there (for the demo, before training)
-    model: str = "models/animate-anyone"
+    # a pipeline folder (save_pretrained / `animate-anyone convert`): a bare NAME is
+    # DATA_ROOT/models/NAME; a path is taken as written (relative to this file's folder);
+    # "tiny-random" builds a seeded tiny model under DATA_ROOT/models (for the demo, before training)
+    model: str = "animate-anyone"
     reference: str | None = None  # an image path, or "clip:ID" / "clip:auto" for a clip's first frame
     pose: str | None = None  # a pose video path, a clip id, or "auto": the first selected val clip
-    retarget: bool = True
+    retarget: bool = True  # applies to clip poses (keypoints); a pose video is drawn already
+    fit: Literal["pad", "crop", "stretch"] = "pad"  # a reference of another aspect ratio than the poses
+    background: str = "white"  # what RGBA references are composited onto (a colour name or #rrggbb)
     frames: int | None = Field(None, ge=1)
+    # output height; the width follows the pose source's aspect ratio (None: the source's size)
     height: int | None = Field(None, ge=8)
-    width: int | None = Field(None, ge=8)
     steps: int = Field(20, ge=1, le=1000)
     guidance: float = Field(3.5, ge=0)
     window: int = Field(24, ge=1, le=32)
@@ -169,8 +196,9 @@ class Animate(_Strict):
     use_gpu_slot: bool | None = None  # None: take a "gpu" slot when running on a GPU
 
 
-class Pipeline(_Strict):
+class PipelineConfig(_Strict):
     name: str = ""
+    base_dir: str = ""  # the pipelines file's folder: relative paths in it are taken from there
     description: str = ""
     data_root: str = "./data"
     dataset: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
@@ -179,17 +207,22 @@ class Pipeline(_Strict):
     pose: Pose = Pose()
     select: Select = Select()
     animate: Animate = Animate()
+    gpu_slots: int = Field(1, ge=1, le=64)  # size of the global concurrency limit "gpu" (pose, animate, train)
 
 
 class PipelinesFile(_Strict):
     default: str = "demo"
-    pipelines: dict[str, Pipeline]
+    pipelines: dict[str, PipelineConfig]
 
     @model_validator(mode="after")
     def _default_exists(self) -> "PipelinesFile":
         if self.default not in self.pipelines:
             raise ValueError(f"default pipeline {self.default!r} is not among {sorted(self.pipelines)}")
         return self
+
+
+PuppetSource.model_rebuild()
+Sources.model_rebuild()
 
 
 def _field_path(loc: tuple) -> str:
@@ -240,12 +273,13 @@ def load_file(path: Path | str | None = None) -> PipelinesFile:
         parsed = PipelinesFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_explain(path, exc)) from exc
-    named = {name: p.model_copy(update={"name": name}) for name, p in parsed.pipelines.items()}
+    named = {name: p.model_copy(update={"name": name, "base_dir": str(path.parent)})
+             for name, p in parsed.pipelines.items()}
     return parsed.model_copy(update={"pipelines": named})
 
 
-def load_pipeline(name: str | None = None, path: Path | str | None = None, **overrides: Any) -> Pipeline:
-    """Pipeline ``name`` (the file's default if None), with non-None top-level ``overrides``."""
+def load_config(name: str | None = None, path: Path | str | None = None, **overrides: Any) -> PipelineConfig:
+    """PipelineConfig ``name`` (the file's default if None), with non-None top-level ``overrides``."""
     cfg = load_file(path)
     name = name or cfg.default
     if name not in cfg.pipelines:
@@ -254,7 +288,7 @@ def load_pipeline(name: str | None = None, path: Path | str | None = None, **ove
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides:
         try:
-            pipe = Pipeline.model_validate({**pipe.model_dump(), **overrides})
+            pipe = PipelineConfig.model_validate({**pipe.model_dump(), **overrides})
         except ValidationError as exc:
             raise ConfigError(_explain(Path("command-line options"), exc)) from exc
     return pipe

@@ -243,29 +243,31 @@ def _pil(image) -> PIL.Image.Image:
     return image if isinstance(image, PIL.Image.Image) else PIL.Image.fromarray(np.asarray(image, np.uint8))
 
 
-def save_pipeline(pipe: AnimateAnyonePipeline, out: Path, source: dict | None = None) -> Path:
+def save_animate_pipeline(pipe: AnimateAnyonePipeline, out: Path, source: dict | None = None) -> Path:
     """`save_pretrained` into a temporary folder, then rename into place (never half-written)."""
-    import os
-    import shutil
+    from animate_anyone.files import replace_dir, temp_name
 
     out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    if source:
-        (tmp / "provenance.json").write_text(json.dumps(source, indent=2))
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(out)
+    try:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        import datetime as dt
+        import uuid
+
+        manifest = {"saved_id": uuid.uuid4().hex, "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                    "source": source or {}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        replace_dir(tmp, out)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 
-def load_pipeline(path: Path, dtype: torch.dtype = torch.float32, device: str | None = None) -> AnimateAnyonePipeline:
+def load_animate_pipeline(path: Path, dtype: torch.dtype = torch.float32, device: str | None = None) -> AnimateAnyonePipeline:
     """Load a pipeline folder, naming any missing component before diffusers tries."""
     path = Path(path)
     index = path / "model_index.json"
@@ -283,7 +285,97 @@ def load_pipeline(path: Path, dtype: torch.dtype = torch.float32, device: str | 
             missing.append(f"{name}/ (no weights)")
     if missing:
         raise InputError(f"model folder {path} is incomplete: missing {', '.join(missing)}")
-    pipe = AnimateAnyonePipeline.from_pretrained(path, dtype=dtype)
+    pipe = AnimateAnyonePipeline(**load_components(path, dtype))
     if device:
         pipe.to(device)
     return pipe
+
+
+def component_classes() -> dict:
+    """Each component's class. Loaded one by one: a fresh process need not have imported our
+    modules for diffusers' registry to know them (`from_pretrained` on the whole pipeline looks
+    custom classes up by module name and fails in a new process)."""
+    from diffusers import AutoencoderKL, DDIMScheduler
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    from animate_anyone.models.pose_guider import PoseGuider
+    from animate_anyone.models.unets import ReferenceNet, VideoUNet
+
+    return {"vae": AutoencoderKL, "image_encoder": CLIPVisionModelWithProjection,
+            "feature_extractor": CLIPImageProcessor, "reference_unet": ReferenceNet, "unet": VideoUNet,
+            "pose_guider": PoseGuider, "scheduler": DDIMScheduler}
+
+
+def load_components(path: Path, dtype: torch.dtype = torch.float32) -> dict:
+    components = {}
+    for name, cls in component_classes().items():
+        folder = str(Path(path) / name)
+        if name == "feature_extractor":
+            components[name] = cls.from_pretrained(folder)
+        elif name == "scheduler":
+            components[name] = cls.from_pretrained(folder)
+        else:
+            components[name] = cls.from_pretrained(folder, dtype=dtype) if name == "image_encoder" \
+                else cls.from_pretrained(folder, torch_dtype=dtype)
+            components[name].eval()
+    return components
+
+
+def model_fingerprint(path: Path) -> str:
+    """A model folder's identity, cheap at any size: every file's name, size and modification
+    time, the contents of the small ones (configs, index, and the manifest that every save writes
+    with a fresh id) and each safetensors file's header (tensor names, dtypes, shapes, offsets).
+    Weights are never read, so a folder of gigabytes costs milliseconds. Any rewrite changes a
+    time or the manifest; a copied folder may read as new (a cache miss, never a wrong hit)."""
+    import hashlib
+    import struct
+
+    path = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        st = f.stat()
+        size = st.st_size
+        h.update(f"{f.relative_to(path)}\0{size}\0{st.st_mtime_ns}\0".encode())
+        with open(f, "rb") as fh:
+            if f.suffix == ".safetensors" and size >= 8:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                h.update(fh.read(min(n, size - 8)))
+            elif size <= 1 << 20:
+                h.update(fh.read())
+    return h.hexdigest()
+
+
+def create_model(out: Path, size: str = "tiny", seed: int = 0) -> Path:
+    """A randomly initialised pipeline folder of `size` (tiny: a few MB; full: SD-1.5 shapes)."""
+    from animate_anyone.models.sizes import build_components
+
+    pipe = AnimateAnyonePipeline(**build_components(size, seed=seed))
+    return save_animate_pipeline(pipe, Path(out), source={"created": f"random {size}", "seed": seed})
+
+
+def resolve_model(spec: str, data_root: Path, base_dir: Path | None = None, seed: int = 0) -> Path:
+    """Where a model named on the command line or in the config is.
+
+    A bare NAME (no path separator) is DATA_ROOT/models/NAME; "tiny-random" is built there once,
+    seeded. Anything else is a path as the user wrote it: relative to `base_dir` (the working
+    directory for a flag; the pipelines file's folder for the config).
+    """
+    if "/" not in spec and "\\" not in spec and spec not in (".", ".."):
+        path = Path(data_root) / "models" / spec
+        if spec == "tiny-random" and not (path / "model_index.json").is_file():
+            create_model(path, "tiny", seed)
+        return path
+    path = Path(spec).expanduser()
+    return (path if path.is_absolute() else Path(base_dir or Path.cwd()) / path).resolve()
+
+
+def convert_moore(moore_dir: Path | None, base: Path | None, out: Path, motion: Path | None = None,
+                  vae: Path | None = None, image_encoder: Path | None = None,
+                  dtype: torch.dtype = torch.float32) -> dict:
+    """Moore-AnimateAnyone weights (+ optionally AnimateDiff motion modules) → a pipeline folder
+    (every key checked: see ``models.convert``)."""
+    from animate_anyone.models.convert import moore_components
+
+    components, info = moore_components(moore_dir, base, motion, vae, image_encoder, dtype)
+    save_animate_pipeline(AnimateAnyonePipeline(**components), Path(out), source=info.pop("source"))
+    return {"out": str(out), **info}

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from animate_anyone import synthetic  # noqa: E402
-from animate_anyone.config import load_pipeline  # noqa: E402
+from animate_anyone.config import load_config  # noqa: E402
 from animate_anyone.ingest import stages  # noqa: E402
 from animate_anyone.ingest.serve import serve_directory  # noqa: E402
 from animate_anyone.tables import DataRoot, refresh_catalog  # noqa: E402
@@ -55,7 +55,7 @@ def make_video(work: Path, seconds: float, width: int, height: int) -> Path:
 
 
 def run_once(video: Path, work: Path, pipeline: str) -> dict:
-    pipe = load_pipeline(pipeline)
+    pipe = load_config(pipeline)
     root = DataRoot.from_uri(work / "data")
     shutil.rmtree(root.path, ignore_errors=True)
     t = {}
@@ -110,7 +110,7 @@ def main() -> None:
     result = {
         "benchmark": "ingest", "date": dt.date.today().isoformat(), "machine": machine(),
         "video": {"seconds": duration, "width": width, "height": height, "fps": 30, "cuts": best["cuts_true"]},
-        "pipeline": args.pipeline, "ingest_settings": load_pipeline(args.pipeline).ingest.model_dump(), "runs": runs,
+        "pipeline": args.pipeline, "ingest_settings": load_config(args.pipeline).ingest.model_dump(), "runs": runs,
         "median_total_s": statistics.median(r["total_s"] for r in runs),
         "best_total_s": best["total_s"],
         "realtime_factor_median": duration / statistics.median(r["total_s"] for r in runs),

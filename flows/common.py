@@ -1,11 +1,30 @@
-"""What every flow shares: where task results persist, and retry delays from the config."""
+"""What every flow shares: the resolved configuration, where task results persist, retry delays
+from the config, and the global concurrency limit `gpu`."""
 from __future__ import annotations
 
+from prefect.client.orchestration import get_client
 from prefect.filesystems import LocalFileSystem
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from animate_anyone.config import Retries
+from animate_anyone.config import PipelineConfig, Retries, load_config
 from animate_anyone.ids import sha256_json
 from animate_anyone.tables.io import DataRoot
+
+GPU_LIMIT = "gpu"
+
+
+def resolve_config(cfg: PipelineConfig | None, pipeline: str | None, config: str | None, **overrides) -> PipelineConfig:
+    """The run's configuration: ``cfg`` as given by the caller (loaded once per run), else loaded
+    from ``config`` (the pipelines file) by name; non-None ``overrides`` (data_root, dataset) apply."""
+    if cfg is None:
+        return load_config(pipeline, config, **overrides)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return PipelineConfig.model_validate({**cfg.model_dump(), **changes}) if changes else cfg
+
+
+def thread_runner(workers: int) -> ThreadPoolTaskRunner:
+    """The task runner a pipeline's ``workers`` setting asks for."""
+    return ThreadPoolTaskRunner(max_workers=workers)
 
 
 def cached_task_options(root: DataRoot, refresh: bool = False) -> dict:
@@ -21,3 +40,9 @@ def cached_task_options(root: DataRoot, refresh: bool = False) -> dict:
 def retry_delays(r: Retries) -> list[float]:
     """Exponential backoff: backoff_s, 2×, 4×… capped at max_backoff_s (jitter is Prefect's)."""
     return [min(r.backoff_s * 2**i, r.max_backoff_s) for i in range(max(r.attempts - 1, 0))]
+
+
+def ensure_gpu_limit(slots: int) -> None:
+    """Create (or resize) the global concurrency limit ``gpu``; strict slots need it to exist."""
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(GPU_LIMIT, slots)

@@ -1,11 +1,14 @@
 """The ``ingest`` flow: per source, download → detect → cut → write, then refresh the catalog.
 
-Tasks are thin wrappers over :mod:`animate_anyone.ingest.stages`. Their cache keys cover the
-input's content (URL, or the file's sha256), the step's version, its parameters and the data
-root, so a rerun skips finished work across flow runs. Task results persist under the data
-root (``.prefect/results``): wiping the data root wipes the cache with it; after deleting only
-some files, run with ``refresh_cache=True`` (CLI: ``--refresh``). The library underneath also
-skips work whose outputs are complete on disk, so a refreshed run redoes only what is missing.
+Tasks are thin wrappers over :mod:`animate_anyone.ingest.stages`. Download, detect and cut are
+cached on the input's content (URL, or the file's sha256), the step's version, its parameters
+and the data root, so a rerun skips finished work across flow runs; their results persist under
+the data root (``.prefect/results``). The library underneath skips work whose outputs are
+complete on disk, and the write step is not cached at all: it writes the source's rows from the
+cut result every run (the same rows each time) and clears its failures, so the tables never
+depend on the cache. After deleting
+media by hand, ``refresh`` (CLI ``--refresh``) reruns the cached steps. Sources run in a thread
+pool of ``ingest.workers``; puppet-world videos get their own shot settings (``sources.puppets.shots``).
 """
 from __future__ import annotations
 
@@ -13,12 +16,11 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from animate_anyone import progress, synthetic
-from animate_anyone.config import Ingest, load_pipeline
-from animate_anyone.config import config_path as resolve_config
+from animate_anyone.config import Ingest, PipelineConfig
 from animate_anyone.errors import is_retryable
 from animate_anyone.ids import sha256_json
 from animate_anyone.ingest import stages
@@ -28,9 +30,7 @@ from animate_anyone.ingest.serve import serve_directory
 from animate_anyone.ingest.shots import SHOTS_VERSION
 from animate_anyone.tables.catalog import refresh_catalog
 from animate_anyone.tables.io import DataRoot
-from flows.common import cached_task_options, retry_delays
-
-WRITE_VERSION = "1"
+from flows.common import cached_task_options, resolve_config, retry_delays, thread_runner
 
 
 def _key(step: str, version: str, *parts) -> str:
@@ -58,12 +58,6 @@ def _cut_key(ctx, p) -> str:
                 p["cfg"].clips.model_dump(exclude={"split", "workers"}), str(root.path))
 
 
-def _write_key(ctx, p) -> str:
-    res, root = p["result"], DataRoot.from_uri(p["root"])
-    return _key("write", WRITE_VERSION, res.detected.fetched.source_id, [c.sha256 for c in res.clips], p["dataset"],
-                str(root.path), p["cfg"].clips.split)
-
-
 @task(name="download", cache_key_fn=_download_key)
 def download_task(source: str, root: str, cfg: Ingest):
     return stages.download(source, DataRoot.from_uri(root), cfg)
@@ -79,7 +73,7 @@ def cut_task(detected, root: str, cfg: Ingest):
     return stages.cut(detected, DataRoot.from_uri(root), cfg)
 
 
-@task(name="write", cache_key_fn=_write_key)
+@task(name="write", cache_policy=NO_CACHE)
 def write_task(result, root: str, dataset: str, cfg: Ingest) -> dict:
     return stages.write(result, DataRoot.from_uri(root), dataset, cfg)
 
@@ -95,31 +89,41 @@ def _retry_if_transient(task, task_run, state) -> bool:
     return isinstance(exc, BaseException) and is_retryable(exc)
 
 
-@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def ingest(pipeline: str | None = None, sources: list[str] | None = None, data_root: str | None = None,
-           dataset: str | None = None, config_path: str | None = None, refresh_cache: bool = False) -> dict:
+def run_ingest(cfg: PipelineConfig, sources: list[str] | None = None, refresh: bool = False, **kwargs):
+    """The ingest flow with the task runner the pipeline asks for (``ingest.workers`` threads)."""
+    return ingest.with_options(task_runner=thread_runner(cfg.ingest.workers))(cfg=cfg, sources=sources,
+                                                                              refresh=refresh, **kwargs)
+
+
+@flow(name="ingest")
+def ingest(pipeline: str | None = None, config: str | None = None, cfg: PipelineConfig | None = None,
+           sources: list[str] | None = None, data_root: str | None = None, dataset: str | None = None,
+           refresh: bool = False) -> dict:
     """Download, split into shots and cut the pipeline's sources (or ``sources``) into clips."""
+    cfg = resolve_config(cfg, pipeline, config, data_root=data_root, dataset=dataset)
     log = get_run_logger()
-    pipe = load_pipeline(pipeline, config_path, data_root=data_root, dataset=dataset)
-    root = DataRoot.from_uri(pipe.data_root)
-    items = list(sources) if sources else stages.pipeline_sources(pipe, resolve_config(config_path).parent)
-    puppets = pipe.sources.puppets if not sources else None
+    root = DataRoot.from_uri(cfg.data_root)
+    items = list(sources) if sources else stages.pipeline_sources(cfg, Path(cfg.base_dir) if cfg.base_dir else None)
+    puppets = cfg.sources.puppets if not sources else None
     if puppets:
         folder = root.path / "media" / "puppets"
-        names = puppets_task.with_options(**cached_task_options(root, refresh_cache))(str(folder), puppets.model_dump())
+        spec = puppets.model_dump(exclude={"shots"})
+        names = puppets_task.with_options(**cached_task_options(root, refresh))(str(folder), spec)
+        puppet_cfg = cfg.ingest.model_copy(update={"shots": puppets.shots}) if puppets.shots else cfg.ingest
         with serve_directory(folder) as base:
             log.info("serving %d puppet videos at %s", len(names), base)
-            outcomes = _ingest_all([f"{base}/{n}" for n in names] + items, root, pipe.dataset, pipe.ingest, log, refresh_cache)
+            outcomes = _ingest_all([f"{base}/{n}" for n in names], root, cfg.dataset, puppet_cfg, log, refresh)
+        outcomes += _ingest_all(items, root, cfg.dataset, cfg.ingest, log, refresh) if items else []
     else:
-        outcomes = _ingest_all(items, root, pipe.dataset, pipe.ingest, log, refresh_cache)
+        outcomes = _ingest_all(items, root, cfg.dataset, cfg.ingest, log, refresh)
     refresh_catalog(root)
     summary = {
-        "pipeline": pipe.name, "dataset": pipe.dataset, "data_root": str(root.path), "sources": len(outcomes),
+        "pipeline": cfg.name, "dataset": cfg.dataset, "data_root": str(root.path), "sources": len(outcomes),
         "ok": sum(o["status"] == "ok" for o in outcomes), "duplicate": sum(o["status"] == "duplicate" for o in outcomes),
         "failed": sum(o["status"] == "failed" for o in outcomes), "clips": sum(o["clips"] for o in outcomes),
     }
     create_table_artifact(table=[{k: o.get(k) for k in ("url", "status", "shots", "clips", "error")} for o in outcomes] or [{}],
-                          key="ingest-summary", description=f"ingest of {pipe.name}: {summary}")
+                          key="ingest-summary", description=f"ingest of {cfg.name}: {summary}")
     log.info("ingest finished: %s", summary)
     return {**summary, "outcomes": outcomes}
 
@@ -162,8 +166,5 @@ def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log
                 finished(stages.record_failure(root, dataset, stage, src, value))
                 break
         else:
-            result = steps[1].result()
-            if not stages.written(result, root, dataset):  # cached, but the rows are another run's
-                value = stages.write(result, root, dataset, cfg)
             finished(value)
     return outcomes

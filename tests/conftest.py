@@ -18,11 +18,18 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
-@pytest.fixture(scope="session")
-def shared_fixtures() -> Path:
+def need_shared_fixtures() -> Path:
+    """The real media folder; CI always has it (missing there is a failure), a user's clone skips."""
     if not SHARED_FIXTURES.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must have the shared fixtures at {SHARED_FIXTURES}")
         pytest.skip(f"real media fixtures not present at {SHARED_FIXTURES} (only in the project's own checkouts)")
     return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    return need_shared_fixtures()
 
 
 @pytest.fixture(scope="session")
@@ -157,10 +164,57 @@ def test_config(tmp_path) -> Path:
     cfg = yaml.safe_load(text)
     demo = cfg["pipelines"]["demo"]
     demo["ingest"]["download"]["retries"] = {"attempts": 3, "backoff_s": 0.05, "max_backoff_s": 0.2, "jitter": 0.2}
-    demo["sources"]["puppets"] = {"count": 2, "seed": 3, "width": 256, "height": 448, "seconds": 12}
+    demo["sources"]["puppets"].update({"count": 2, "seed": 3, "width": 256, "height": 448, "seconds": 12})
     demo["data_root"] = str(tmp_path / "data")
     cfg["pipelines"]["test"] = demo
     cfg["default"] = "test"
     path = tmp_path / "pipelines.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+# --- a Moore-AnimateAnyone checkpoint folder at tiny size ---------------------------------------------
+
+def _to_moore_motion(key: str) -> str:
+    """Our motion key → AnimateDiff/Moore layout (the inverse of `motion_key`)."""
+    head, _, tail = key.partition(".motion_modules.")
+    idx, _, rest = tail.partition(".")
+    for new, old in ((".attn1.", ".attention_blocks.0."), (".attn2.", ".attention_blocks.1."),
+                     (".norm1.", ".norms.0."), (".norm2.", ".norms.1."), (".norm3.", ".ff_norm.")):
+        rest = ("." + rest).replace(new, old)[1:]
+    return f"{head}.motion_modules.{idx}.temporal_transformer.{rest}"
+
+
+@pytest.fixture(scope="session")
+def moore_tiny(tmp_path_factory):
+    """Moore-AnimateAnyone's four files and an SD-style base folder, at tiny size, random values."""
+    import json
+
+    import torch
+
+    from animate_anyone.models.sizes import build_components
+
+    tiny = build_components("tiny", seed=0)
+    tmp = tmp_path_factory.mktemp("moore")
+    torch.manual_seed(3)
+    rand = lambda sd: {k: torch.randn_like(v.float()) for k, v in sd.items()}  # noqa: E731
+    ref = rand(tiny["reference_unet"].state_dict())
+    unet_sd = tiny["unet"].state_dict()
+    den = rand({k: v for k, v in unet_sd.items() if "motion_modules" not in k})
+    mm = rand({_to_moore_motion(k): v for k, v in unet_sd.items() if "motion_modules" in k and not k.endswith(".pe")})
+    for k, v in unet_sd.items():
+        if k.endswith(".pe"):
+            for i in (0, 1):
+                mm[_to_moore_motion(k).replace(".pos_embed.pe", f".attention_blocks.{i}.pos_encoder.pe")] = v.clone()
+    pg = rand(tiny["pose_guider"].state_dict())
+    moore = tmp / "moore"
+    moore.mkdir()
+    for name, sd in (("reference_unet", ref), ("denoising_unet", den), ("motion_module", mm), ("pose_guider", pg)):
+        torch.save(sd, moore / f"{name}.pth")
+    base = tmp / "sd15"
+    config = {k: v for k, v in tiny["reference_unet"].config.items() if not k.startswith("_")}
+    (base / "unet").mkdir(parents=True)
+    (base / "unet" / "config.json").write_text(json.dumps({"_class_name": "UNet2DConditionModel", **config}))
+    tiny["vae"].save_pretrained(base / "vae")
+    tiny["image_encoder"].save_pretrained(base / "image_encoder")
+    return {"moore": moore, "base": base, "ref": ref, "den": den, "mm": mm, "pg": pg, "tmp": tmp}

@@ -23,7 +23,7 @@ def _run(**kwargs):
 
 def test_animate_flow_generates_then_reuses_its_cache(test_config, puppet_dir, tmp_path):
     cfg = yaml.safe_load(test_config.read_text())
-    cfg["pipelines"]["test"]["animate"].update(steps=2, frames=12, height=64, width=None, window=8, overlap=2)
+    cfg["pipelines"]["test"]["animate"].update(steps=2, frames=12, height=64, window=8, overlap=2)
     test_config.write_text(yaml.safe_dump(cfg))
     video = sorted(puppet_dir.glob("*.mp4"))[0]
     reference = tmp_path / "ref.png"

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import pytest
 
-from animate_anyone.config import load_file, load_pipeline
+from animate_anyone.config import load_file, load_config
 from animate_anyone.errors import ConfigError
 
 
 def test_bundled_pipelines_load():
     cfg = load_file()
     assert cfg.default == "demo" and {"demo", "production"} <= set(cfg.pipelines)
-    demo = load_pipeline()
+    demo = load_config()
     assert demo.name == "demo" and demo.sources.puppets is not None
     assert demo.ingest.clips.min_seconds == 2 and demo.ingest.clips.max_seconds == 10
-    prod = load_pipeline("production")
+    prod = load_config("production")
     assert prod.sources.url_file and prod.ingest.download.max_height == 1080
 
 
@@ -45,12 +45,12 @@ def test_invalid_values_name_the_field(tmp_path, body, field, fragment):
 
 def test_unknown_pipeline_lists_the_known_ones():
     with pytest.raises(ConfigError) as e:
-        load_pipeline("nope")
+        load_config("nope")
     assert "demo" in str(e.value) and "production" in str(e.value)
 
 
 def test_overrides_are_validated():
-    assert load_pipeline("demo", data_root="/tmp/x").data_root == "/tmp/x"
+    assert load_config("demo", data_root="/tmp/x").data_root == "/tmp/x"
     with pytest.raises(ConfigError) as e:
-        load_pipeline("demo", dataset="bad name!")
+        load_config("demo", dataset="bad name!")
     assert "dataset" in str(e.value)

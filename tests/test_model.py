@@ -9,7 +9,8 @@ import pytest
 import torch
 from accelerate import init_empty_weights
 
-from animate_anyone.models.convert import CheckpointError, convert_moore, import_motion_modules, motion_key
+from animate_anyone.models.convert import CheckpointError, import_motion_modules, motion_key
+from animate_anyone.pipeline import convert_moore
 from animate_anyone.models.pose_guider import PoseGuider
 from animate_anyone.models.reference_attention import ReferenceBank, ReferenceReadProcessor, attend
 from animate_anyone.models.sizes import (MOTION, POSE_GUIDER, build_components, parameter_count, unet2d_config,
@@ -224,51 +225,13 @@ def test_only_the_motion_modules_are_temporal(tiny):
 
 # --- import of a Moore-layout tiny checkpoint, value by value -----------------------------------------
 
-def _to_moore_motion(key: str) -> str:
-    """Our motion key → AnimateDiff/Moore layout (the inverse of `motion_key`)."""
-    head, _, tail = key.partition(".motion_modules.")
-    idx, _, rest = tail.partition(".")
-    for new, old in ((".attn1.", ".attention_blocks.0."), (".attn2.", ".attention_blocks.1."),
-                     (".norm1.", ".norms.0."), (".norm2.", ".norms.1."), (".norm3.", ".ff_norm.")):
-        rest = ("." + rest).replace(new, old)[1:]
-    return f"{head}.motion_modules.{idx}.temporal_transformer.{rest}"
-
-
-@pytest.fixture(scope="module")
-def moore_tiny(tmp_path_factory, tiny):
-    """Moore-AnimateAnyone's four files and an SD-style base folder, at tiny size, random values."""
-    tmp = tmp_path_factory.mktemp("moore")
-    torch.manual_seed(3)
-    rand = lambda sd: {k: torch.randn_like(v.float()) for k, v in sd.items()}  # noqa: E731
-    ref = rand(tiny["reference_unet"].state_dict())
-    unet_sd = tiny["unet"].state_dict()
-    den = rand({k: v for k, v in unet_sd.items() if "motion_modules" not in k})
-    mm = rand({_to_moore_motion(k): v for k, v in unet_sd.items() if "motion_modules" in k and not k.endswith(".pe")})
-    for k, v in unet_sd.items():
-        if k.endswith(".pe"):
-            for i in (0, 1):
-                mm[_to_moore_motion(k).replace(".pos_embed.pe", f".attention_blocks.{i}.pos_encoder.pe")] = v.clone()
-    pg = rand(tiny["pose_guider"].state_dict())
-    moore = tmp / "moore"
-    moore.mkdir()
-    for name, sd in (("reference_unet", ref), ("denoising_unet", den), ("motion_module", mm), ("pose_guider", pg)):
-        torch.save(sd, moore / f"{name}.pth")
-    base = tmp / "sd15"
-    config = {k: v for k, v in tiny["reference_unet"].config.items() if not k.startswith("_")}
-    (base / "unet").mkdir(parents=True)
-    (base / "unet" / "config.json").write_text(json.dumps({"_class_name": "UNet2DConditionModel", **config}))
-    tiny["vae"].save_pretrained(base / "vae")
-    tiny["image_encoder"].save_pretrained(base / "image_encoder")
-    return {"moore": moore, "base": base, "ref": ref, "den": den, "mm": mm, "pg": pg, "tmp": tmp}
-
-
 def test_convert_moore_tiny_every_value_in_place(moore_tiny):
-    from animate_anyone.pipeline import load_pipeline
+    from animate_anyone.pipeline import load_animate_pipeline
 
     out = moore_tiny["tmp"] / "converted"
     info = convert_moore(moore_tiny["moore"], moore_tiny["base"], out)
     assert info["reference_unet"] == len(moore_tiny["ref"]) and info["pose_guider"] == len(moore_tiny["pg"])
-    pipe = load_pipeline(out)
+    pipe = load_animate_pipeline(out)
     for ours, theirs in ((pipe.reference_unet, moore_tiny["ref"]), (pipe.pose_guider, moore_tiny["pg"])):
         sd = ours.state_dict()
         assert set(sd) == set(theirs) and all(torch.equal(sd[k], v) for k, v in theirs.items())
@@ -307,9 +270,9 @@ def test_animatediff_motion_checkpoint_replaces_moore_motion(moore_tiny, tmp_pat
     torch.save({"state_dict": mm}, ckpt)
     out = tmp_path / "converted"
     convert_moore(moore_tiny["moore"], moore_tiny["base"], out, motion=ckpt)
-    from animate_anyone.pipeline import load_pipeline
+    from animate_anyone.pipeline import load_animate_pipeline
 
-    sd = load_pipeline(out).unet.state_dict()
+    sd = load_animate_pipeline(out).unet.state_dict()
     assert all(torch.equal(sd[motion_key(k)], v) for k, v in mm.items() if not k.endswith(".pe"))
 
 
@@ -326,3 +289,21 @@ def test_full_size_instantiates_on_cpu_with_the_released_counts():
     unet = VideoUNet(**video_unet_config(unet2d, MOTION))
     assert parameter_count(unet) == 859_520_964 + 453_209_280
     assert sum(p.numel() for p in unet.motion_parameters()) == 453_209_280
+
+
+def test_convert_reads_safetensors_by_content_under_any_name(moore_tiny, tmp_path):
+    """Re-uploads of Moore's weights are often safetensors, named `.safetensors` or still `.pth`."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "reuploaded"
+    folder.mkdir()
+    for name, key, ext in (("reference_unet", "ref", ".safetensors"), ("denoising_unet", "den", ".safetensors"),
+                           ("motion_module", "mm", ".pth"), ("pose_guider", "pg", ".pth")):
+        save_file({k: v.contiguous() for k, v in moore_tiny[key].items()}, str(folder / f"{name}{ext}"))
+    out = tmp_path / "converted"
+    convert_moore(folder, moore_tiny["base"], out)
+    from animate_anyone.pipeline import load_animate_pipeline
+
+    pipe = load_animate_pipeline(out)
+    assert all(torch.equal(pipe.reference_unet.state_dict()[k], v) for k, v in moore_tiny["ref"].items())
+    assert all(torch.equal(pipe.pose_guider.state_dict()[k], v) for k, v in moore_tiny["pg"].items())

@@ -10,7 +10,7 @@ import yaml
 from onnx_models import marker_pose_model
 from test_flows import _flow_log, _run_ingest, _task_states
 
-from animate_anyone.config import load_pipeline
+from animate_anyone.config import load_config
 from animate_anyone.media.video import VideoWriter
 from animate_anyone.pose.backends import ModelError
 from animate_anyone.tables import DataRoot, query, read_table, write_part
@@ -40,11 +40,11 @@ def _add_clip(root: DataRoot, clip_id: str, path, fps=30.0, width=256, height=44
 
 
 def test_poses_for_every_clip_then_cached_then_bad_clips_fail_alone(test_config, tmp_path):
-    _run_ingest(config_path=str(test_config))
-    pipe = load_pipeline("test", test_config)
+    _run_ingest(config=str(test_config))
+    pipe = load_config("test", test_config)
     root = DataRoot.from_uri(pipe.data_root)
     clips = read_table(root, "clips").to_pylist()
-    summary, run_id = _run_pose(config_path=str(test_config))
+    summary, run_id = _run_pose(config=str(test_config))
     assert summary["clips"] == len(clips) == summary["ok"] and summary["failed"] == 0
     rows, n_frames = _pose_rows(root)
     assert [r["clip_id"] for r in rows] == sorted(c["clip_id"] for c in clips)
@@ -53,10 +53,12 @@ def test_poses_for_every_clip_then_cached_then_bad_clips_fail_alone(test_config,
     assert n_frames == sum(r["frames_with_person"] for r in rows)
     assert all(r["one_person_ratio"] >= 0.95 and r["max_persons"] == 1 and r["body_conf"] > 0.8 for r in rows)
     assert query(root, "SELECT count(*) AS n FROM clip_pose_summary").to_pylist() == [{"n": len(clips)}]
-    # rerun: every shard cached, nothing rewritten
-    summary2, run2 = _run_pose(config_path=str(test_config))
-    assert set(_task_states(run2).values()) == {"Cached"}
+    # rerun: the tables say every clip is done, so nothing is extracted or rewritten
+    parts = {p: p.stat().st_mtime_ns for p in root.tables_dir.rglob("*.parquet") if "pose" in str(p)}
+    summary2, run2 = _run_pose(config=str(test_config))
+    assert (summary2["extracted"], summary2["skipped"]) == (0, len(clips))
     assert _pose_rows(root) == (rows, n_frames)
+    assert {p: p.stat().st_mtime_ns for p in root.tables_dir.rglob("*.parquet") if "pose" in str(p)} == parts
 
     # bad clips next to good ones: no person (black), corrupt, missing file
     black = tmp_path / "black.mp4"
@@ -68,7 +70,7 @@ def test_poses_for_every_clip_then_cached_then_bad_clips_fail_alone(test_config,
     _add_clip(root, "cblack", black)
     _add_clip(root, "ccorrupt", corrupt)
     _add_clip(root, "cmissing", tmp_path / "gone.mp4")
-    summary3, run3 = _run_pose(config_path=str(test_config))
+    summary3, run3 = _run_pose(config=str(test_config))
     assert summary3["ok"] == len(clips) and summary3["failed"] == 3
     failures = {r["item_id"]: r for r in read_table(root, "failures").to_pylist() if r["stage"] == "pose"}
     assert failures["cblack"]["reason"] == "no_person" and "no person found in any of its 60 frames" in failures["cblack"]["message"]
@@ -77,10 +79,10 @@ def test_poses_for_every_clip_then_cached_then_bad_clips_fail_alone(test_config,
     log = _flow_log(run3)
     assert sum(m.startswith("FAILED clip") for m in log) == 3
     assert _pose_rows(root) == (rows, n_frames)  # the good clips' rows untouched; failed clips have none
-    # a rerun retries only the failed ones (their shards), and appends attempt 2
-    _, run4 = _run_pose(config_path=str(test_config))
-    states = _task_states(run4)
-    assert sorted(states.values()).count("Completed") == 3 and list(states.values()).count("Cached") == len(states) - 3
+    # a rerun retries only the failed clips, one by one, and appends attempt 2
+    summary4, run4 = _run_pose(config=str(test_config))
+    assert (summary4["extracted"], summary4["skipped"], summary4["failed"]) == (0, len(clips), 3)
+    assert _pose_rows(root) == (rows, n_frames)
     again = [r for r in read_table(root, "failures").to_pylist() if r["item_id"] == "cblack"]
     assert sorted(r["attempt"] for r in again) == [1, 2]
 
@@ -91,18 +93,19 @@ def test_dwpose_by_config_with_a_strict_gpu_slot_and_several_people(test_config,
     model = marker_pose_model(tmp_path / "pose.onnx")
     cfg = yaml.safe_load(test_config.read_text())
     cfg["pipelines"]["test"]["pose"] = {
-        "backend": "dwpose", "use_gpu_slot": True, "gpu_slots": 2,
+        "backend": "dwpose", "use_gpu_slot": True,
         "dwpose": {"detector": str(shared_fixtures / "onnx" / "yolox_nano_coco.onnx"), "pose_model": str(model),
                    "device": "cpu"}}
     cfg["pipelines"]["test"]["sources"]["puppets"]["count"] = 1
+    cfg["pipelines"]["test"]["gpu_slots"] = 2
     test_config.write_text(yaml.safe_dump(cfg))
-    pipe = load_pipeline("test", test_config)
+    pipe = load_config("test", test_config)
     root = DataRoot.from_uri(pipe.data_root)
     # the street scene (5 frames at 5 fps) as a clip: several people
     street = tmp_path / "street.mp4"
     shutil.copy(shared_fixtures / "video" / "mmpose_demo_street_multiperson.mp4", street)
     _add_clip(root, "cstreet", street, fps=5.0, width=960, height=540, n=5)
-    summary, run_id = _run_pose(config_path=str(test_config))
+    summary, run_id = _run_pose(config=str(test_config))
     assert summary["backend"] == "dwpose" and summary["ok"] == summary["clips"] == 1
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name("gpu")
@@ -117,4 +120,4 @@ def test_dwpose_by_config_with_a_strict_gpu_slot_and_several_people(test_config,
     cfg["pipelines"]["test"]["pose"]["dwpose"]["pose_model"] = str(tmp_path / "nope.onnx")
     test_config.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ModelError, match="pose.dwpose.pose_model: model file .*nope.onnx does not exist"):
-        _run_pose(config_path=str(test_config))
+        _run_pose(config=str(test_config))

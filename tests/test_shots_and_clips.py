@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from animate_anyone import synthetic
-from animate_anyone.config import Clips, load_pipeline
+from animate_anyone.config import Clips, load_config
 from animate_anyone.ingest.clips import check_video, cut_clips, plan_clips
 from animate_anyone.ingest.shots import Shots, detect_shots
 from animate_anyone.media.video import iter_frames, probe
 from animate_anyone.errors import MediaError
 
-DEMO = load_pipeline("demo").ingest
+DEMO = load_config("demo").ingest  # what a user's own sources get
+PUPPET_SHOTS = load_config("demo").sources.puppets.shots  # the puppet videos only
 
 
 def _similar_cuts(truth: dict) -> list[int]:
@@ -25,7 +26,7 @@ def _similar_cuts(truth: dict) -> list[int]:
 def test_cuts_found_within_one_frame(puppet_dir, name):
     video = puppet_dir / f"{name}.mp4"
     truth, _ = synthetic.load_truth(video)
-    shots = detect_shots(video, DEMO.shots.detector, DEMO.shots.params)
+    shots = detect_shots(video, PUPPET_SHOTS.detector, PUPPET_SHOTS.params, flash_frames=PUPPET_SHOTS.flash_frames)
     assert shots.num_frames == truth["num_frames"]
     assert len(shots.cuts) == len(truth["cuts"]), f"found {shots.cuts}, truth {truth['cuts']}"
     for found, true in zip(shots.cuts, truth["cuts"]):
@@ -64,7 +65,7 @@ def test_plan_keeps_splits_and_drops_with_reasons():
 def test_every_clip_is_single_shot_and_frame_accurate(puppet_dir, tmp_path):
     video = puppet_dir / "planned_0.mp4"
     truth, arrays = synthetic.load_truth(video)
-    shots = detect_shots(video, DEMO.shots.detector, DEMO.shots.params)
+    shots = detect_shots(video, PUPPET_SHOTS.detector, PUPPET_SHOTS.params, flash_frames=PUPPET_SHOTS.flash_frames)
     clips, decisions = plan_clips(shots, DEMO.clips, "sha")
     cut = cut_clips(video, clips, tmp_path, DEMO.clips)
     assert [d.num_clips for d in decisions] == [1, 1, 0, 2, 1, 1, 1]
@@ -105,3 +106,77 @@ def test_broken_files_say_what_is_wrong(bad_media, name, reason):
     with pytest.raises(MediaError) as e:
         check_video(bad_media / name, DEMO.clips)
     assert e.value.reason == reason and name in str(e.value)
+
+
+# --- real videos with the settings a user's own sources get -----------------------------------------
+
+def _write(path, frames, fps=30):
+    from animate_anyone.media.video import VideoWriter
+
+    frames = list(frames)
+    with VideoWriter(path, frames[0].shape[1], frames[0].shape[0], fps, preset="ultrafast") as w:
+        for f in frames:
+            w.write(f)
+    return path
+
+
+def _frames(path):
+    return [f.to_ndarray(format="rgb24") for f in iter_frames(path)]
+
+
+def _captioned(frames):
+    import cv2
+
+    lines = ["and now we turn to the left", "STEP TWO", "hands up, hold it", "(music)", "one more time!"]
+    out = []
+    for i, f in enumerate(frames):
+        f = f.copy()
+        text = lines[(i // 40) % len(lines)]
+        for colour, width in (((0, 0, 0), 8), ((255, 255, 255), 3)):
+            cv2.putText(f, text, (30, f.shape[0] - 80), cv2.FONT_HERSHEY_SIMPLEX, 1.6, colour, width, cv2.LINE_AA)
+        out.append(f)
+    return out
+
+
+def _panned(frames):
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    out = []
+    for i, f in enumerate(frames):  # a slow pan and zoom over the scene: 1.25x, drifting 1 px a frame
+        big = cv2.resize(f, (int(w * 1.25), int(h * 1.25)))
+        x = min(i, big.shape[1] - w)
+        out.append(np.ascontiguousarray(big[(big.shape[0] - h) // 2:(big.shape[0] - h) // 2 + h, x:x + w]))
+    return out
+
+
+def _flashed(frames):
+    out = [f.copy() for f in frames]
+    for i in (100, 101):  # a camera flash: two frames washed out
+        out[i] = np.clip(out[i].astype(np.int16) + 170, 0, 255).astype(np.uint8)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", ["demo", "production"])
+@pytest.mark.parametrize("change", ["captions", "pan", "flash"])
+def test_real_single_shot_videos_get_no_false_cut(shared_fixtures, tmp_path, pipeline, change):
+    shots_cfg = load_config(pipeline).ingest.shots
+    frames = _frames(shared_fixtures / "video" / "controlnext_dance_02.mp4")
+    made = {"captions": _captioned, "pan": _panned, "flash": _flashed}[change](frames)
+    path = _write(tmp_path / f"{change}.mp4", made)
+    shots = detect_shots(path, shots_cfg.detector, shots_cfg.params, flash_frames=shots_cfg.flash_frames)
+    assert shots.cuts == [], f"{pipeline} settings cut a single-shot video with a {change} at {shots.cuts}"
+    if change == "flash":  # the flash check is what keeps it whole: PySceneDetect alone cuts there
+        assert detect_shots(path, shots_cfg.detector, shots_cfg.params, flash_frames=0).cuts == [100]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", ["demo", "production"])
+def test_real_cut_between_two_dancers_is_found(shared_fixtures, tmp_path, pipeline):
+    shots_cfg = load_config(pipeline).ingest.shots
+    first = _frames(shared_fixtures / "video" / "controlnext_dance_02.mp4")[:90]
+    second = _frames(shared_fixtures / "video" / "easydwpose_dance.mp4")
+    path = _write(tmp_path / "two.mp4", first + second)
+    shots = detect_shots(path, shots_cfg.detector, shots_cfg.params, flash_frames=shots_cfg.flash_frames)
+    assert len(shots.cuts) == 1 and abs(shots.cuts[0] - 90) <= 1, shots.cuts

@@ -31,7 +31,7 @@ def test_catalog_views_work_from_any_directory_and_refuse_writes(tmp_path, monke
     root = DataRoot.from_uri(tmp_path / "root")
     write_part(root, "failures", "ds", "a", [_failure("a", 1)])
     refresh_catalog(root)
-    monkeypatch.chdir(tmp_path)  # views hold absolute paths
+    monkeypatch.chdir(tmp_path)  # from another directory
     assert query(root, "SELECT count(*) AS n, any_value(dataset) AS d FROM failures").to_pylist() == [{"n": 1, "d": "ds"}]
     assert query(root, "SELECT count(*) AS n FROM clips").to_pylist() == [{"n": 0}]  # empty but typed
     assert "clip_id" in query(root, "SELECT * FROM clips").column_names

@@ -184,4 +184,5 @@ def assign_split(source_id: str, fractions: dict[str, float]) -> str:
 
 
 def shot_params_json(shots: Shots, downscale: int) -> str:
-    return json.dumps({"detector": shots.detector, **shots.params, "downscale": downscale}, sort_keys=True)
+    return json.dumps({"detector": shots.detector, **shots.params, "downscale": downscale,
+                       "flash_frames": shots.flash_frames}, sort_keys=True)

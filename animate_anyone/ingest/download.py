@@ -24,6 +24,7 @@ from typing import Any
 import yt_dlp
 
 from animate_anyone.config import Download
+from animate_anyone.files import atomic_path, write_json
 from animate_anyone.ids import sha256_file
 from animate_anyone.errors import AnimateAnyoneError, DownloadError, PermanentError, TransientDownloadError
 from animate_anyone.media.video import ffmpeg_exe
@@ -87,12 +88,6 @@ def parse_source(text: str) -> SourceSpec:
 
 def _sidecar(out_dir: Path, source_id: str) -> Path:
     return out_dir / f"{source_id}.info.json"
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def already_fetched(out_dir: Path, source_id: str) -> Fetched | None:
@@ -242,7 +237,7 @@ def fetch_url(spec: SourceSpec, out_dir: Path, cfg: Download) -> Fetched:
         if other and other.source_id != source_id:
             path.unlink()  # the same bytes are already kept under the other source
             return _duplicate(other, spec, out_dir)
-        _write_json_atomic(_sidecar(out_dir, source_id), fetched.__dict__)
+        write_json(_sidecar(out_dir, source_id), fetched.__dict__)
     return fetched
 
 
@@ -250,7 +245,7 @@ def _duplicate(other: Fetched, spec: SourceSpec, out_dir: Path) -> Fetched:
     """Record ``spec`` as another name for ``other`` (its sidecar makes reruns skip it too)."""
     dup = Fetched(**{**other.__dict__, "source_id": spec.source_id, "uri": spec.uri,
                      "duplicate_of": other.source_id, "skipped": False})
-    _write_json_atomic(_sidecar(out_dir, spec.source_id), dup.__dict__)
+    write_json(_sidecar(out_dir, spec.source_id), dup.__dict__)
     return dup
 
 
@@ -271,16 +266,14 @@ def fetch_path(spec: SourceSpec, out_dir: Path) -> Fetched:
         if other and other.source_id != source_id:
             return _duplicate(other, spec, out_dir)
         dest = out_dir / f"{source_id}{src.suffix.lower() or '.mp4'}"
-        tmp = dest.with_name(dest.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
         fetched = Fetched(source_id=source_id, uri=spec.uri, path=str(dest.resolve()), sha256=digest,
                           extractor="local", video_id=source_id, title=src.stem)
-        _write_json_atomic(_sidecar(out_dir, source_id), fetched.__dict__)
+        write_json(_sidecar(out_dir, source_id), fetched.__dict__)
     return fetched
 
 

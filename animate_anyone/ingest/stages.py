@@ -6,18 +6,19 @@ frame ranges), never frames. ``flows/ingest.py`` chains them; ``benchmarks/inges
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from animate_anyone.config import Ingest, Pipeline
+from animate_anyone.config import Ingest, PipelineConfig
 from animate_anyone.errors import AnimateAnyoneError, PermanentError
+from animate_anyone.files import data_root_lock
+from animate_anyone.ids import sha256_json
 from animate_anyone.ingest.clips import CutClip, ShotDecision, assign_split, check_video, cut_clips, plan_clips, shot_params_json
 from animate_anyone.ingest.download import Fetched, fetch, parse_source
 from animate_anyone.ingest.shots import Shots, auto_step, detect_shots
 from animate_anyone.media.video import VideoInfo
 from animate_anyone.tables import failures
-from animate_anyone.tables.io import DataRoot, delete_part, read_part, write_part
+from animate_anyone.tables.io import DataRoot, delete_part, read_part, read_table, write_part
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ def download(text: str, root: DataRoot, cfg: Ingest) -> Fetched:
 
 def detect(fetched: Fetched, cfg: Ingest) -> Detected:
     info = check_video(Path(fetched.path), cfg.clips)
-    shots = detect_shots(Path(fetched.path), cfg.shots.detector, cfg.shots.params, cfg.shots.downscale, workers=cfg.shots.workers)
+    shots = detect_shots(Path(fetched.path), cfg.shots.detector, cfg.shots.params, cfg.shots.downscale,
+                         workers=cfg.shots.workers, flash_frames=cfg.shots.flash_frames)
     return Detected(fetched, info, shots)
 
 
@@ -60,6 +62,11 @@ def _now() -> dt.datetime:
 
 def write(result: Cut, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
     """Rows for shots, clips and the source (last: its row marks the source done)."""
+    with data_root_lock(root.path):
+        return _write(result, root, dataset, cfg)
+
+
+def _write(result: Cut, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
     det = result.detected
     f, info, shots = det.fetched, det.info, det.shots
     fps = info.fps
@@ -81,15 +88,6 @@ def write(result: Cut, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
     delete_part(root, "failures", dataset, f.source_id)
     return {"source_id": f.source_id, "url": f.uri, "status": "ok", "shots": len(shots.ranges),
             "clips": len(result.clips), "error": None}
-
-
-def written(result: Cut, root: DataRoot, dataset: str) -> bool:
-    """Do the tables hold exactly ``result``'s clips for its source? (A cached write made under
-    other settings may have been overwritten since.)"""
-    src = result.detected.fetched.source_id
-    rows = read_part(root, "sources", dataset, src)
-    clip_ids = {r["clip_id"] for r in read_part(root, "clips", dataset, src)}
-    return bool(rows) and rows[0]["status"] == "ok" and clip_ids == {c.clip_id for c in result.clips}
 
 
 def source_row(f: Fetched | None, info: VideoInfo | None, status: str, num_clips: int = 0,
@@ -116,15 +114,32 @@ def write_duplicate(fetched: Fetched, root: DataRoot, dataset: str) -> dict:
 
 
 def record_failure(root: DataRoot, dataset: str, stage: str, text: str, exc: BaseException) -> dict:
-    """A ``failures`` row (history kept per item) and a ``sources`` row with status failed."""
+    """A ``failures`` row (history kept per item) and a ``sources`` row with status failed; the
+    files the item brought into the data root (a download, a hard link to a local file) go."""
     spec = parse_source(text) if _parses(text) else None
-    item_id = spec.source_id if spec else "x" + re.sub(r"[^A-Za-z0-9]", "", text)[:15]
+    # a rejected entry's id hashes all of it: two different rejected entries never share one
+    item_id = spec.source_id if spec else "x" + sha256_json(text.strip())[:15]
     url = spec.uri if spec else text
-    message = failures.record(root, dataset, stage, item_id, url, exc)["message"]
-    old = read_part(root, "sources", dataset, item_id)
-    if not (old and old[0]["status"] == "ok"):  # never overwrite a finished source with a failure
-        write_part(root, "sources", dataset, item_id, [source_row(None, None, "failed", error=message, source_id=item_id, url=url)])
+    with data_root_lock(root.path):
+        message = failures.record(root, dataset, stage, item_id, url, exc)["message"]
+        old = read_part(root, "sources", dataset, item_id)
+        if not (old and old[0]["status"] == "ok"):  # never overwrite a finished source with a failure
+            write_part(root, "sources", dataset, item_id,
+                       [source_row(None, None, "failed", error=message, source_id=item_id, url=url)])
+            kept = read_table(root, "sources", where={"source_id": item_id, "status": "ok"}).num_rows
+            if not kept:  # another dataset may use the same file
+                forget_source(root.sources_dir, item_id)
     return {"source_id": item_id, "url": url, "status": "failed", "shots": 0, "clips": 0, "error": message, "stage": stage}
+
+
+def forget_source(sources_dir: Path, source_id: str) -> list[str]:
+    """Remove what a failed source brought into ``media/sources`` (its file and sidecar)."""
+    removed = []
+    for p in Path(sources_dir).glob(f"{source_id}.*"):
+        if p.is_file() and not p.name.startswith("."):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
 
 
 def _parses(text: str) -> bool:
@@ -135,7 +150,7 @@ def _parses(text: str) -> bool:
         return False
 
 
-def pipeline_sources(pipe: Pipeline, base_dir: Path | None = None) -> list[str]:
+def pipeline_sources(pipe: PipelineConfig, base_dir: Path | None = None) -> list[str]:
     """The pipeline's own URLs and paths (the puppet world is added by the flow that serves it)."""
     items = list(pipe.sources.urls) + list(pipe.sources.paths)
     if pipe.sources.url_file:

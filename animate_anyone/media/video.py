@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from animate_anyone.errors import MediaError
+from animate_anyone.files import temp_name
 
 
 @dataclass(frozen=True)
@@ -173,14 +174,14 @@ def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
 class VideoWriter:
     """H.264 writer that only shows the file under its real name once it is complete.
 
-    Frames go to ``NAME.partial.mp4``; leaving the ``with`` block without an error renames it
+    Frames go to a hidden temporary name unique to this writer; leaving the ``with`` block without an error renames it
     into place, an error deletes it. Frame timestamps are 0, 1, 2… at ``fps``.
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: float | Fraction, crf: int = 18,
                  preset: str = "veryfast", codec: str = "libx264", pix_fmt: str = "yuv420p"):
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.stem + ".partial" + self.path.suffix)
+        self.tmp = temp_name(self.path).with_suffix(self.path.suffix)  # unique to this writer
         self.width, self.height = width - width % 2, height - height % 2
         self.rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
         self.options = {"crf": str(crf), "preset": preset}
@@ -224,7 +225,7 @@ def mux_audio(video: Path, audio_source: Path) -> bool:
     """Copy ``audio_source``'s first audio stream into ``video`` (in place, atomically), cut to the
     video's length. Returns False (and leaves ``video`` as it was) when the source has no audio."""
     video, audio_source = Path(video), Path(audio_source)
-    tmp = video.with_name(video.stem + ".partial" + video.suffix)
+    tmp = temp_name(video).with_suffix(video.suffix)
     with _open(audio_source) as src:
         if not src.streams.audio:
             return False

@@ -28,7 +28,7 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}", "missing_file")
     try:
-        if path.suffix == ".safetensors":
+        if is_safetensors(path):  # by content: re-uploads often rename .pth files and vice versa
             from safetensors.torch import load_file
 
             state = load_file(str(path))
@@ -41,6 +41,29 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} is not a state dict of tensors", "bad_checkpoint")
     return state
+
+
+def is_safetensors(path: Path) -> bool:
+    """A safetensors file starts with the 8-byte length of a JSON header that opens with '{'."""
+    import struct
+
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return head[8:9] == b"{" and 0 < n <= Path(path).stat().st_size - 8
+
+
+def find_moore_file(folder: Path, name: str) -> Path:
+    """``name`` (e.g. ``pose_guider.pth``) in ``folder``, or the same stem as ``.safetensors``,
+    ``.bin`` or ``.ckpt``; the format is read from the content either way."""
+    folder = Path(folder)
+    stem = Path(name).stem
+    for candidate in [folder / name] + [folder / f"{stem}{ext}" for ext in (".safetensors", ".bin", ".ckpt")]:
+        if candidate.is_file():
+            return candidate
+    return folder / name
 
 
 def _listing(keys, limit: int = 12) -> str:
@@ -116,10 +139,11 @@ def _base_part(base: Path | None, override: Path | None, sub: str, what: str) ->
     return path
 
 
-def convert_moore(moore_dir: Path | None, base: Path | None, out: Path, motion: Path | None = None,
-                  vae: Path | None = None, image_encoder: Path | None = None,
-                  dtype: torch.dtype = torch.float32) -> dict:
-    """Moore-AnimateAnyone weights (+ optionally AnimateDiff motion modules) → our pipeline folder."""
+def moore_components(moore_dir: Path | None, base: Path | None, motion: Path | None = None,
+                     vae: Path | None = None, image_encoder: Path | None = None,
+                     dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
+    """Moore-AnimateAnyone weights (+ optionally AnimateDiff motion modules) → our components and a
+    summary of what was read (``pipeline.convert_moore`` assembles and saves them)."""
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
@@ -127,12 +151,11 @@ def convert_moore(moore_dir: Path | None, base: Path | None, out: Path, motion: 
     from animate_anyone.models.pose_guider import PoseGuider
     from animate_anyone.models.sizes import MOTION, POSE_GUIDER, SCHEDULER, feature_extractor, video_unet_config
     from animate_anyone.models.unets import ReferenceNet, VideoUNet
-    from animate_anyone.pipeline import AnimateAnyonePipeline, save_pipeline
 
     # 1. Find every input before reading any, so a missing one fails fast.
     moore_dir = Path(moore_dir) if moore_dir else None
-    files = {name: moore_dir / name for name in MOORE_FILES[:3]} if moore_dir else {}
-    motion = Path(motion) if motion else (moore_dir / "motion_module.pth" if moore_dir else None)
+    files = {name: find_moore_file(moore_dir, name) for name in MOORE_FILES[:3]} if moore_dir else {}
+    motion = Path(motion) if motion else (find_moore_file(moore_dir, "motion_module.pth") if moore_dir else None)
     needed = list(files.values()) + ([motion] if motion else [])
     absent = [str(p) for p in needed if not p.is_file()]
     if not moore_dir or absent:
@@ -164,14 +187,16 @@ def convert_moore(moore_dir: Path | None, base: Path | None, out: Path, motion: 
     extractor_dir = base / "feature_extractor" if base else None
     extractor = CLIPImageProcessor.from_pretrained(extractor_dir) if extractor_dir and extractor_dir.is_dir() \
         else feature_extractor(224)
-    pipe = AnimateAnyonePipeline(
+    components = dict(
         vae=AutoencoderKL.from_pretrained(vae_dir), image_encoder=CLIPVisionModelWithProjection.from_pretrained(clip_dir),
         feature_extractor=extractor, reference_unet=reference_unet, unet=unet, pose_guider=pose_guider,
         scheduler=DDIMScheduler(**SCHEDULER))
-    pipe.to(dtype=dtype)
-    save_pipeline(pipe, Path(out), source={"moore": str(moore_dir), "motion": str(motion), "base": str(base)})
-    return {"out": str(out), "reference_unet": len(reference_unet.state_dict()),
-            "denoising_unet": len(spatial), "motion_modules": len(motion_state), "pose_guider": len(pg_state)}
+    for name in ("vae", "image_encoder", "reference_unet", "unet", "pose_guider"):
+        components[name].to(dtype=dtype)
+    info = {"reference_unet": len(reference_unet.state_dict()), "denoising_unet": len(spatial),
+            "motion_modules": len(motion_state), "pose_guider": len(pg_state),
+            "source": {"moore": str(moore_dir), "motion": str(motion), "base": str(base)}}
+    return components, info
 
 
 def _pose_guider_config(state: dict[str, torch.Tensor], default: dict) -> dict:

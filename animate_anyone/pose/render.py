@@ -100,17 +100,15 @@ def _draw_hand(canvas, points, scores, weighted, threshold) -> None:
 
 def read_clip_poses(root, clip_id: str) -> tuple[dict, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """A clip's ``clips`` row and its people per frame: ``{frame_idx: (keypoints [P,133,2], scores [P,133])}``."""
-    import pyarrow.compute as pc
-
     from animate_anyone.errors import PermanentError
     from animate_anyone.tables.io import read_table
 
-    clips = read_table(root, "clips")
-    found = clips.filter(pc.equal(clips["clip_id"], clip_id)).to_pylist()
+    found = read_table(root, "clips", where={"clip_id": clip_id}).to_pylist()
     if not found:
         raise PermanentError(f"no clip {clip_id!r} in {root.tables_dir / 'clips'}", "unknown_clip")
-    rows = read_table(root, "pose_frames")
-    rows = rows.filter(pc.equal(rows["clip_id"], clip_id))
+    # only this clip's rows are read (the filter goes into the Parquet scan)
+    rows = read_table(root, "pose_frames", found[0]["dataset"], where={"clip_id": clip_id},
+                      columns=["frame_idx", "person_idx", "keypoints", "scores"])
     if rows.num_rows == 0:
         raise PermanentError(f"clip {clip_id} has no poses yet (or no person was found); run `animate-anyone pose`",
                              "no_poses")

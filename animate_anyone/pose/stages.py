@@ -13,10 +13,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from animate_anyone.errors import AnimateAnyoneError, MediaError
 from animate_anyone.ids import sha256_json
 from animate_anyone.pose.extract import POSE_VERSION, NoPersonError, extract_clip, pose_rows, summarise
+from animate_anyone.files import data_root_lock
 from animate_anyone.tables import failures
 from animate_anyone.tables.io import DataRoot, delete_part, list_parts, read_part, read_table, write_part
 from animate_anyone.tables.schemas import POSE_FRAMES
@@ -68,20 +70,44 @@ def drop_parts(root: DataRoot, dataset: str, parts: list[str]) -> None:
         delete_part(root, "clip_pose_summary", dataset, p)
 
 
-def extract_shard(backend, root: DataRoot, dataset: str, shard: Shard, batch: int = 8) -> dict:
-    """Extract poses for every clip of ``shard`` and replace the shard's two parts.
+def done_clips(root: DataRoot, dataset: str, shard: Shard, model: str) -> dict[str, dict]:
+    """The shard's clips whose poses are on disk from ``model`` at this version, for their
+    current bytes: ``{clip_id: summary row}``. The disk decides what is done."""
+    current = {c["clip_id"] for c in shard.clips}  # a clip's id changes with its bytes
+    rows = read_part(root, "clip_pose_summary", dataset, shard.shard_id)
+    return {r["clip_id"]: r for r in rows
+            if r["clip_id"] in current and r["model"] == model and r["pose_version"] == POSE_VERSION}
 
-    Returns a small manifest: clip counts, failures and warnings (one line each).
+
+def extract_shard(backend, root: DataRoot, dataset: str, shard: Shard, batch: int = 8, model: str | None = None) -> dict:
+    """Extract poses for the clips of ``shard`` that are not done on disk, and replace the shard's
+    two parts with the kept rows plus the new ones (a failed clip is retried alone).
+
+    ``backend`` is a pose backend, or a function that opens one (called only when some clip is
+    not done; ``model`` then names it). Returns a small manifest: clip counts, failures and
+    warnings (one line each).
     """
     now = dt.datetime.now(dt.timezone.utc)
-    model = backend.model_name
-    tables, summaries, failed, warnings = [], [], [], []
-    for clip in shard.clips:
+    model = model or backend.model_name
+    done = done_clips(root, dataset, shard, model)
+    todo = [c for c in shard.clips if c["clip_id"] not in done]
+    if todo and callable(backend) and not hasattr(backend, "process"):
+        opened = backend()
+        try:
+            return extract_shard(opened, root, dataset, shard, batch)
+        finally:
+            opened.close()
+    tables, summaries, failed, warnings = [], list(done.values()), [], []
+    if done:
+        kept = read_table(root, "pose_frames", dataset, where={"clip_id": list(done)})
+        tables.append(kept.drop_columns(["dataset"]))
+    for clip in todo:
         clip_id, path = clip["clip_id"], clip_path(clip)
         where = f"clip {clip_id} ({path})"
         try:
             if not path.exists():
-                raise MediaError(f"{where}: file is missing; run ingest again to cut it", "missing_file")
+                raise MediaError(f"{where}: file is missing; `animate-anyone ingest --refresh` cuts it again",
+                                 "missing_file")
             poses = extract_clip(backend, path, batch)
             row = summarise(clip, poses, model, now)
             if row["frames_with_person"] == 0:
@@ -97,31 +123,24 @@ def extract_shard(backend, root: DataRoot, dataset: str, shard: Shard, batch: in
         tables.append(pose_rows(clip_id, poses, float(clip["fps"]), model))
         summaries.append(row)
         failures.clear(root, dataset, f"pose-{clip_id}")
-    frames = pa.concat_tables(tables) if tables else POSE_FRAMES.empty_table()
-    # frames first, the summary last: a summary part means its shard's frames are complete
-    write_part(root, "pose_frames", dataset, shard.shard_id, frames)
-    write_part(root, "clip_pose_summary", dataset, shard.shard_id, summaries)
+    if todo or not done:
+        order = {c["clip_id"]: i for i, c in enumerate(shard.clips)}
+        summaries.sort(key=lambda r: order[r["clip_id"]])
+        frames = pa.concat_tables(tables).select(POSE_FRAMES.names) if tables else POSE_FRAMES.empty_table()
+        ids = pa.array([c["clip_id"] for c in shard.clips])
+        frames = frames.append_column("_order", pc.index_in(frames["clip_id"], value_set=ids)) \
+            .sort_by([("_order", "ascending"), ("frame_idx", "ascending"), ("person_idx", "ascending")]) \
+            .drop_columns(["_order"])
+        # frames first, the summary last: a summary row means its clip's frames are complete
+        with data_root_lock(root.path):
+            write_part(root, "pose_frames", dataset, shard.shard_id, frames)
+            write_part(root, "clip_pose_summary", dataset, shard.shard_id, summaries)
+        rows = frames.num_rows
+    else:
+        rows = tables[0].num_rows
     return {"shard_id": shard.shard_id, "clips": len(shard.clips), "ok": len(summaries), "failed": failed,
-            "warnings": warnings, "rows": frames.num_rows, "model": model}
-
-
-def shard_written(root: DataRoot, dataset: str, shard: Shard, model: str) -> bool:
-    """True when the shard's summary part holds its successful clips from ``model`` at this version."""
-    rows = read_part(root, "clip_pose_summary", dataset, shard.shard_id)
-    if not rows:
-        return False
-    ids = {c["clip_id"] for c in shard.clips}
-    return all(r["clip_id"] in ids and r["model"] == model and r["pose_version"] == POSE_VERSION for r in rows)
-
-
-def failing_clips(root: DataRoot, dataset: str, shard: Shard) -> list[list]:
-    """``[clip_id, attempts]`` of the shard's clips that have failed and not succeeded since."""
-    out = []
-    for c in shard.clips:
-        rows = read_part(root, "failures", dataset, f"pose-{c['clip_id']}")
-        if rows:
-            out.append([c["clip_id"], len(rows)])
-    return out
+            "extracted": len(todo) - len(failed), "skipped": len(done), "warnings": warnings, "rows": rows,
+            "model": model}
 
 
 def shard_key(shard: Shard, fingerprint: dict) -> str:

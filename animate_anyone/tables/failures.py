@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from animate_anyone.errors import is_retryable
+from animate_anyone.files import data_root_lock
 from animate_anyone.tables.io import DataRoot, delete_part, read_part, write_part
 
 
@@ -11,13 +12,18 @@ def record(root: DataRoot, dataset: str, stage: str, item_id: str, source: str, 
            part: str | None = None) -> dict:
     """Append an attempt for ``item_id`` (the part is ``part`` or the item id); returns the row."""
     part = part or item_id
-    previous = read_part(root, "failures", dataset, part)
-    row = {"stage": stage, "item_id": item_id, "source": source, "error_class": type(exc).__name__,
-           "reason": getattr(exc, "reason", type(exc).__name__),
-           "message": getattr(exc, "message", None) or str(exc) or type(exc).__name__,
-           "retryable": is_retryable(exc), "attempt": len(previous) + 1, "at": datetime.now(timezone.utc)}
-    write_part(root, "failures", dataset, part, previous + [row])
+    with data_root_lock(root.path):  # read, append, write: one writer at a time
+        previous = read_part(root, "failures", dataset, part)
+        row = _row(stage, item_id, source, exc, len(previous) + 1)
+        write_part(root, "failures", dataset, part, previous + [row])
     return row
+
+
+def _row(stage: str, item_id: str, source: str, exc: BaseException, attempt: int) -> dict:
+    return {"stage": stage, "item_id": item_id, "source": source, "error_class": type(exc).__name__,
+            "reason": getattr(exc, "reason", type(exc).__name__),
+            "message": getattr(exc, "message", None) or str(exc) or type(exc).__name__,
+            "retryable": is_retryable(exc), "attempt": attempt, "at": datetime.now(timezone.utc)}
 
 
 def clear(root: DataRoot, dataset: str, part: str) -> bool:

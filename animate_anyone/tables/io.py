@@ -1,8 +1,10 @@
-"""The data root's layout, and atomic Parquet parts.
+"""The data root's layout, atomic Parquet parts, and ``Dataset``: one dataset's tables.
 
 A table is ``tables/<table>/dataset=<name>/<part>.parquet``. A part holds the rows of one item
-(a source, or one failed item), so rewriting an item replaces its rows instead of appending
-duplicates, and a crash mid-write leaves only a ``.tmp`` file that no reader globs.
+(a source, a shard, or one failed item), so rewriting an item replaces its rows instead of
+appending duplicates. Parts are written to a temporary name unique to the writer and renamed
+(``files.atomic_path``), under the data root's lock, so a crash leaves nothing a reader globs
+and concurrent runs never interleave a read-modify-write.
 """
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from animate_anyone.errors import ConfigError
+from animate_anyone.files import atomic_path, data_root_lock
 from animate_anyone.tables.schemas import SCHEMAS, WRITE_OPTIONS
 
 
@@ -67,10 +72,8 @@ def write_part(root: DataRoot, table: str, dataset: str, part: str, rows: list[d
     schema = SCHEMAS[table]
     data = rows.select(schema.names).cast(schema) if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
     dest = root.part_path(table, dataset, part)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    pq.write_table(data, tmp, compression="zstd", **WRITE_OPTIONS.get(table, {}))
-    os.replace(tmp, dest)
+    with data_root_lock(root.path), atomic_path(dest) as tmp:
+        pq.write_table(data, tmp, compression="zstd", **WRITE_OPTIONS.get(table, {}))
     return dest
 
 
@@ -81,9 +84,10 @@ def list_parts(root: DataRoot, table: str, dataset: str) -> list[str]:
 
 def delete_part(root: DataRoot, table: str, dataset: str, part: str) -> bool:
     path = root.part_path(table, dataset, part)
-    if path.exists():
-        path.unlink()
-        return True
+    with data_root_lock(root.path):
+        if path.exists():
+            path.unlink()
+            return True
     return False
 
 
@@ -92,14 +96,59 @@ def read_part(root: DataRoot, table: str, dataset: str, part: str) -> list[dict]
     return pq.read_table(path).to_pylist() if path.exists() else []
 
 
-def read_table(root: DataRoot, table: str, dataset: str | None = None) -> pa.Table:
-    """All parts of ``table`` (one dataset or all), with a ``dataset`` column."""
+def read_table(root: DataRoot, table: str, dataset: str | None = None, where: dict | None = None,
+               columns: list[str] | None = None) -> pa.Table:
+    """Rows of ``table`` (one dataset or all), with a ``dataset`` column.
+
+    ``where`` ({column: value or list of values}) is pushed into the Parquet scan: row groups
+    whose statistics exclude the values are skipped, so one clip's poses cost that clip's rows.
+    """
     base = root.tables_dir / table
     pattern = f"dataset={dataset}/*.parquet" if dataset else "dataset=*/*.parquet"
-    parts = []
-    for f in sorted(base.glob(pattern)):
-        t = pq.read_table(f, schema=SCHEMAS[table])
-        parts.append(t.append_column("dataset", pa.array([f.parent.name.split("=", 1)[1]] * len(t), pa.string())))
-    if not parts:
-        return SCHEMAS[table].empty_table().append_column("dataset", pa.array([], pa.string()))
-    return pa.concat_tables(parts)
+    files = sorted(str(f) for f in base.glob(pattern))
+    schema = SCHEMAS[table].append(pa.field("dataset", pa.string()))
+    if not files:
+        empty = schema.empty_table()
+        return empty.select(columns + ["dataset"]) if columns else empty
+    part = pads.partitioning(pa.schema([("dataset", pa.string())]), flavor="hive")
+    data = pads.dataset(files, schema=schema, format="parquet", partitioning=part, partition_base_dir=str(base))
+    expr = None
+    for col, value in (where or {}).items():
+        values = value if isinstance(value, (list, tuple, set)) else [value]
+        term = pc.field(col).isin(list(values))
+        expr = term if expr is None else expr & term
+    cols = None if columns is None else list(dict.fromkeys(columns + ["dataset"]))
+    return data.to_table(filter=expr, columns=cols)
+
+
+class Dataset:
+    """One dataset of a data root: its paths, its parts and filtered reads of its tables."""
+
+    def __init__(self, root: DataRoot | str | os.PathLike, name: str):
+        self.root = root if isinstance(root, DataRoot) else DataRoot.from_uri(root)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.root.path)!r}, {self.name!r})"
+
+    def part_path(self, table: str, part: str) -> Path:
+        return self.root.part_path(table, self.name, part)
+
+    def write(self, table: str, part: str, rows: list[dict] | pa.Table) -> Path:
+        return write_part(self.root, table, self.name, part, rows)
+
+    def read_part(self, table: str, part: str) -> list[dict]:
+        return read_part(self.root, table, self.name, part)
+
+    def delete(self, table: str, part: str) -> bool:
+        return delete_part(self.root, table, self.name, part)
+
+    def parts(self, table: str) -> list[str]:
+        return list_parts(self.root, table, self.name)
+
+    def read(self, table: str, where: dict | None = None, columns: list[str] | None = None) -> pa.Table:
+        return read_table(self.root, table, self.name, where, columns)
+
+    def lock(self):
+        """The data root's write lock (see ``files.data_root_lock``)."""
+        return data_root_lock(self.root.path)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
+from animate_anyone.files import data_root_lock, write_json
 from animate_anyone.ids import sha256_json
 from animate_anyone.tables.catalog import QueryError, _sql_str, query
 from animate_anyone.tables.io import DataRoot
@@ -43,17 +43,12 @@ def select_clips(root: DataRoot, dataset: str, where: str, splits: list[str], pi
             "clip_ids": [p[0] for p in pairs], "created_at": dt.datetime.now(dt.timezone.utc).isoformat()}
     folder = snapshots_dir(root, dataset)
     path = folder / f"{snap['snapshot_id']}.json"
-    if path.exists():
-        snap = json.loads(path.read_text())
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(snap, indent=1))
-        os.replace(tmp, path)
-    latest = folder / "latest.json"
-    tmp = latest.with_name(".latest.json.tmp")
-    tmp.write_text(json.dumps({"snapshot_id": snap["snapshot_id"]}))
-    os.replace(tmp, latest)
+    with data_root_lock(root.path):
+        if path.exists():
+            snap = json.loads(path.read_text())
+        else:
+            write_json(path, snap)
+        write_json(folder / "latest.json", {"snapshot_id": snap["snapshot_id"]})
     return {**snap, "path": str(path)}
 
 
