@@ -1,12 +1,12 @@
 """The ``ingest`` flow: per source, download → detect → cut → write, then refresh the catalog.
 
-Tasks are thin wrappers over :mod:`animate_anyone.ingest.stages`. Download, detect and cut are
-cached on the input's content (URL, or the file's sha256), the step's version, its parameters
-and the data root, so a rerun skips finished work across flow runs; their results persist under
-the data root (``.prefect/results``). The library underneath skips work whose outputs are
-complete on disk, and the write step is not cached at all: it writes the source's rows from the
-cut result every run (the same rows each time) and clears its failures, so the tables never
-depend on the cache. After deleting
+Tasks are thin wrappers over :mod:`animate_anyone.ingest.stages`. Detect and cut are cached on
+the input's content (the file's sha256), the step's version, its parameters and the data root,
+so a rerun skips finished work across flow runs; their results persist under the data root
+(``.prefect/results``). The library underneath skips work whose outputs are complete on disk:
+download is not cached at all (a source whose sidecar and file are on disk is not fetched
+again, and one removed after a failure is fetched anew), and the write step is not cached at all: it compares the tables with the cut
+result and writes only when they differ, so the tables never depend on the cache. After deleting
 media by hand, ``refresh`` (CLI ``--refresh``) reruns the cached steps. Sources run in a thread
 pool of ``ingest.workers``; puppet-world videos get their own shot settings (``sources.puppets.shots``).
 """
@@ -21,11 +21,11 @@ from prefect.futures import as_completed
 
 from animate_anyone import progress, synthetic
 from animate_anyone.config import Ingest, PipelineConfig
-from animate_anyone.errors import is_retryable
+from animate_anyone.errors import AnimateAnyoneError, is_retryable
 from animate_anyone.ids import sha256_json
 from animate_anyone.ingest import stages
 from animate_anyone.ingest.clips import CLIPS_VERSION
-from animate_anyone.ingest.download import DOWNLOAD_VERSION, parse_source
+from animate_anyone.ingest.download import parse_source
 from animate_anyone.ingest.serve import serve_directory
 from animate_anyone.ingest.shots import SHOTS_VERSION
 from animate_anyone.tables.catalog import refresh_catalog
@@ -35,13 +35,6 @@ from flows.common import cached_task_options, resolve_config, retry_delays, thre
 
 def _key(step: str, version: str, *parts) -> str:
     return f"{step}-v{version}-{sha256_json(parts)[:40]}"
-
-
-def _download_key(ctx, p) -> str:
-    root = DataRoot.from_uri(p["root"])
-    spec = parse_source(p["source"])
-    # what decides the file: the source and the format selection (not retries or rate limits)
-    return _key("download", DOWNLOAD_VERSION, spec.source_id, str(root.path), p["cfg"].download.format_string())
 
 
 def _detect_key(ctx, p) -> str:
@@ -58,7 +51,7 @@ def _cut_key(ctx, p) -> str:
                 p["cfg"].clips.model_dump(exclude={"split", "workers"}), str(root.path))
 
 
-@task(name="download", cache_key_fn=_download_key)
+@task(name="download", cache_policy=NO_CACHE)  # the library skips a source whose sidecar is on disk
 def download_task(source: str, root: str, cfg: Ingest):
     return stages.download(source, DataRoot.from_uri(root), cfg)
 
@@ -82,6 +75,13 @@ def write_task(result, root: str, dataset: str, cfg: Ingest) -> dict:
 def puppets_task(out_dir: str, spec: dict) -> list[str]:
     paths = synthetic.generate_world(Path(out_dir), spec["count"], spec["seed"], (spec["width"], spec["height"]), spec["seconds"])
     return [p.name for p in paths]
+
+
+def _source_id(text: str) -> str | None:
+    try:
+        return parse_source(text).source_id
+    except AnimateAnyoneError:
+        return None
 
 
 def _retry_if_transient(task, task_run, state) -> bool:
@@ -132,7 +132,7 @@ def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log
     opts = cached_task_options(root, refresh)
     r = cfg.download.retries
     dl = download_task.with_options(retries=r.attempts - 1, retry_delay_seconds=retry_delays(r),
-                                    retry_jitter_factor=r.jitter or None, retry_condition_fn=_retry_if_transient, **opts)
+                                    retry_jitter_factor=r.jitter or None, retry_condition_fn=_retry_if_transient)
     det, cut, wr = (t.with_options(**opts) for t in (detect_task, cut_task, write_task))
     total = len(items)
     bar = create_progress_artifact(progress=0.0, key="ingest-progress", description=f"{total} sources")
@@ -146,7 +146,17 @@ def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log
         progress.report("sources", len(outcomes), total)
 
     progress.report("sources", 0, total)
-    futures = {dl.submit(src, str(root.path), cfg): src for src in items}
+    first: dict[str, str] = {}
+    ids = {src: _source_id(src) for src in items}  # a local file's id hashes its bytes: once
+    for src in items:  # two names of one source (a copy of a local file has its id): fetched once
+        sid = ids[src]
+        if sid is not None and sid in first:
+            finished({"source_id": sid, "url": src, "status": "duplicate", "shots": 0, "clips": 0,
+                      "error": f"the same source as {first[sid]}"})
+        elif sid is not None:
+            first[sid] = src
+    futures = {dl.submit(src, str(root.path), cfg): src for src in items
+               if ids[src] is None or first[ids[src]] == src}
     chains = []
     for fut in as_completed(list(futures)):
         src = futures[fut]

@@ -218,3 +218,52 @@ def moore_tiny(tmp_path_factory):
     tiny["vae"].save_pretrained(base / "vae")
     tiny["image_encoder"].save_pretrained(base / "image_encoder")
     return {"moore": moore, "base": base, "ref": ref, "den": den, "mm": mm, "pg": pg, "tmp": tmp}
+
+
+# --- the Prefect API as tests read it ---------------------------------------------------------------
+
+class PrefectApi:
+    """What a flow run left on the (test) Prefect server: task states, log lines, artifacts."""
+
+    @staticmethod
+    def task_states(flow_run_id) -> dict[str, str]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        return {r.name: r.state.name for r in runs}
+
+    @staticmethod
+    def artifacts(flow_run_id) -> dict:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        return {a.key: a for a in found}
+
+    @staticmethod
+    def flow_log(flow_run_id) -> list[str]:
+        """The messages the flow run sent to the Prefect API (what its page in the UI shows)."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+        return [entry.message for entry in logs]
+
+    @staticmethod
+    def run_ingest(**kwargs):
+        from flows.ingest import ingest
+
+        state = ingest(return_state=True, **kwargs)
+        return state.result(), state.state_details.flow_run_id
+
+
+@pytest.fixture()
+def api(prefect_server) -> PrefectApi:
+    return PrefectApi()

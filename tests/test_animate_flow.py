@@ -6,7 +6,6 @@ import numpy as np
 import PIL.Image
 import pytest
 import yaml
-from test_flows import _task_states
 
 from animate_anyone.media.video import VideoWriter, iter_frames, probe
 from animate_anyone.tables import DataRoot, read_table
@@ -21,7 +20,7 @@ def _run(**kwargs):
     return state.result(), state.state_details.flow_run_id
 
 
-def test_animate_flow_generates_then_reuses_its_cache(test_config, puppet_dir, tmp_path):
+def test_animate_flow_generates_then_reuses_its_cache(api, test_config, puppet_dir, tmp_path):
     cfg = yaml.safe_load(test_config.read_text())
     cfg["pipelines"]["test"]["animate"].update(steps=2, frames=12, height=64, window=8, overlap=2)
     test_config.write_text(yaml.safe_dump(cfg))
@@ -37,9 +36,9 @@ def test_animate_flow_generates_then_reuses_its_cache(test_config, puppet_dir, t
     assert first["status"] == "ok" and first["frames"] == 12
     info = probe(first["out"], count_frames=True)
     assert (info.width, info.height, info.num_frames) == (32, 64, 12)
-    assert set(_task_states(run1).values()) == {"Completed"}
+    assert set(api.task_states(run1).values()) == {"Completed"}
     again, run2 = _run(config=str(test_config), reference=str(reference), pose=str(poses))
-    assert again["out"] == first["out"] and set(_task_states(run2).values()) == {"Cached"}
+    assert again["out"] == first["out"] and set(api.task_states(run2).values()) == {"Cached"}
 
     blank = tmp_path / "blank.png"
     PIL.Image.new("RGB", (256, 448), (90, 90, 90)).save(blank)

@@ -104,6 +104,8 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "4 ok, 0 duplicate, 0 failed" in out.stdout
+    # the native libraries' log lines are hidden (MediaPipe's TFLite wrote about a hundred)
+    assert "Feedback manager" not in out.stderr and "W0000" not in out.stderr
     root = DataRoot.from_uri(tmp_path / "data")
     n = query(root, "SELECT count(*) AS n, min(end_s - start_s) AS lo, max(end_s - start_s) AS hi FROM clips").to_pylist()[0]
     assert n["n"] >= 8 and 2.0 <= n["lo"] and n["hi"] <= 10.0

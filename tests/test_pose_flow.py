@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import yaml
 from onnx_models import marker_pose_model
-from test_flows import _flow_log, _run_ingest, _task_states
 
 from animate_anyone.config import load_config
 from animate_anyone.media.video import VideoWriter
@@ -39,8 +38,8 @@ def _add_clip(root: DataRoot, clip_id: str, path, fps=30.0, width=256, height=44
     write_part(root, "clips", "demo", f"u{clip_id}", [row])
 
 
-def test_poses_for_every_clip_then_cached_then_bad_clips_fail_alone(test_config, tmp_path):
-    _run_ingest(config=str(test_config))
+def test_poses_for_every_clip_then_cached_then_bad_clips_fail_alone(api, test_config, tmp_path):
+    api.run_ingest(config=str(test_config))
     pipe = load_config("test", test_config)
     root = DataRoot.from_uri(pipe.data_root)
     clips = read_table(root, "clips").to_pylist()
@@ -76,7 +75,7 @@ def test_poses_for_every_clip_then_cached_then_bad_clips_fail_alone(test_config,
     assert failures["cblack"]["reason"] == "no_person" and "no person found in any of its 60 frames" in failures["cblack"]["message"]
     assert failures["ccorrupt"]["error_class"] == "MediaError" and "corrupt.mp4" in failures["ccorrupt"]["message"]
     assert failures["cmissing"]["reason"] == "missing_file" and "gone.mp4" in failures["cmissing"]["message"]
-    log = _flow_log(run3)
+    log = api.flow_log(run3)
     assert sum(m.startswith("FAILED clip") for m in log) == 3
     assert _pose_rows(root) == (rows, n_frames)  # the good clips' rows untouched; failed clips have none
     # a rerun retries only the failed clips, one by one, and appends attempt 2
@@ -87,7 +86,7 @@ def test_poses_for_every_clip_then_cached_then_bad_clips_fail_alone(test_config,
     assert sorted(r["attempt"] for r in again) == [1, 2]
 
 
-def test_dwpose_by_config_with_a_strict_gpu_slot_and_several_people(test_config, tmp_path, shared_fixtures):
+def test_dwpose_by_config_with_a_strict_gpu_slot_and_several_people(api, test_config, tmp_path, shared_fixtures):
     from prefect.client.orchestration import get_client
 
     model = marker_pose_model(tmp_path / "pose.onnx")
@@ -112,7 +111,7 @@ def test_dwpose_by_config_with_a_strict_gpu_slot_and_several_people(test_config,
     assert limit.limit == 2 and limit.active_slots == 0  # created by the flow, every slot given back
     street_rows = query(root, "SELECT max_persons, frames_one_person FROM clip_pose_summary WHERE clip_id = 'cstreet'").to_pylist()
     assert street_rows[0]["max_persons"] >= 3 and street_rows[0]["frames_one_person"] == 0
-    assert any("cstreet" in m and "several people in 5 of 5 frames" in m for m in _flow_log(run_id))
+    assert any("cstreet" in m and "several people in 5 of 5 frames" in m for m in api.flow_log(run_id))
     people = query(root, "SELECT frame_idx, count(*) AS n, min(num_persons) AS k FROM pose_frames "
                          "WHERE clip_id = 'cstreet' GROUP BY frame_idx ORDER BY frame_idx").to_pylist()
     assert [p["n"] for p in people] == [p["k"] for p in people]  # every person kept, the count recorded

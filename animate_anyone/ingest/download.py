@@ -23,10 +23,11 @@ from typing import Any
 
 import yt_dlp
 
-from animate_anyone.config import Download
+from animate_anyone.config import Clips, Download
 from animate_anyone.files import atomic_path, write_json
 from animate_anyone.ids import sha256_file
-from animate_anyone.errors import AnimateAnyoneError, DownloadError, PermanentError, TransientDownloadError
+from animate_anyone.errors import AnimateAnyoneError, DownloadError, MediaError, PermanentError, TransientDownloadError
+from animate_anyone.ingest.clips import check_video
 from animate_anyone.media.video import ffmpeg_exe
 
 DOWNLOAD_VERSION = "1"
@@ -187,7 +188,7 @@ def _ydl_options(cfg: Download, out_dir: Path, source_id: str) -> dict[str, Any]
     return opts
 
 
-def fetch_url(spec: SourceSpec, out_dir: Path, cfg: Download) -> Fetched:
+def fetch_url(spec: SourceSpec, out_dir: Path, cfg: Download, checks: Clips | None = None) -> Fetched:
     """Download one URL with yt-dlp (one attempt), or return what an earlier run fetched.
 
     Dedupe: for site extractors, yt-dlp's archive (extractor + video id) spots the same video
@@ -226,6 +227,12 @@ def fetch_url(spec: SourceSpec, out_dir: Path, cfg: Download) -> Fetched:
         if not candidates:
             raise DownloadError(f"{spec.value}: yt-dlp finished but wrote no video file", "no_file")
         path = candidates[0]
+    if checks is not None:  # a file that can give no clip is not kept in the data root
+        try:
+            check_video(path, checks)
+        except MediaError as exc:
+            path.unlink(missing_ok=True)
+            raise MediaError(f"{spec.value}: {exc.message}", exc.reason) from exc
     digest = sha256_file(path)
     fetched = Fetched(
         source_id=source_id, uri=spec.uri, path=str(path.resolve()), sha256=digest,
@@ -249,12 +256,15 @@ def _duplicate(other: Fetched, spec: SourceSpec, out_dir: Path) -> Fetched:
     return dup
 
 
-def fetch_path(spec: SourceSpec, out_dir: Path) -> Fetched:
-    """Bring a local file into the data root (hard link when possible, else copy)."""
+def fetch_path(spec: SourceSpec, out_dir: Path, checks: Clips | None = None) -> Fetched:
+    """Bring a local file into the data root (hard link when possible, else copy), once it has
+    passed ``checks``: a file that can give no clip is never linked in."""
     out_dir = Path(out_dir)
     src = Path(spec.value).expanduser()
     if not src.is_file():
         raise PermanentError(f"{spec.value}: no such file", "missing_file")
+    if checks is not None:
+        check_video(src, checks)
     source_id = spec.source_id
     done = already_fetched(out_dir, source_id)
     if done:
@@ -277,5 +287,12 @@ def fetch_path(spec: SourceSpec, out_dir: Path) -> Fetched:
     return fetched
 
 
-def fetch(spec: SourceSpec, out_dir: Path, cfg: Download) -> Fetched:
-    return fetch_url(spec, out_dir, cfg) if spec.kind == "url" else fetch_path(spec, out_dir)
+def fetch(spec: SourceSpec, out_dir: Path, cfg: Download, checks: Clips | None = None) -> Fetched:
+    """One source, fetched once: concurrent runs wait for the one already fetching it (a lock
+    file per source), then find its sidecar and skip."""
+    from filelock import FileLock
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out_dir / f".{spec.source_id}.lock")):
+        return fetch_url(spec, out_dir, cfg, checks) if spec.kind == "url" else fetch_path(spec, out_dir, checks)

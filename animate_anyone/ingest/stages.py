@@ -18,7 +18,7 @@ from animate_anyone.ingest.download import Fetched, fetch, parse_source
 from animate_anyone.ingest.shots import Shots, auto_step, detect_shots
 from animate_anyone.media.video import VideoInfo
 from animate_anyone.tables import failures
-from animate_anyone.tables.io import DataRoot, delete_part, read_part, read_table, write_part
+from animate_anyone.tables.io import DataRoot, delete_part, read_part, write_part
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Cut:
 
 
 def download(text: str, root: DataRoot, cfg: Ingest) -> Fetched:
-    return fetch(parse_source(text), root.sources_dir, cfg.download)
+    return fetch(parse_source(text), root.sources_dir, cfg.download, checks=cfg.clips)
 
 
 def detect(fetched: Fetched, cfg: Ingest) -> Detected:
@@ -61,9 +61,24 @@ def _now() -> dt.datetime:
 
 
 def write(result: Cut, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
-    """Rows for shots, clips and the source (last: its row marks the source done)."""
+    """Rows for shots, clips and the source (last: its row marks the source done). When the tables
+    already hold exactly this result, nothing is rewritten (the disk decides, not a cache)."""
     with data_root_lock(root.path):
+        if written(result, root, dataset):
+            f = result.detected.fetched
+            delete_part(root, "failures", dataset, f.source_id)
+            return {"source_id": f.source_id, "url": f.uri, "status": "ok", "shots": len(result.detected.shots.ranges),
+                    "clips": len(result.clips), "error": None}
         return _write(result, root, dataset, cfg)
+
+
+def written(result: Cut, root: DataRoot, dataset: str) -> bool:
+    """Do the tables hold exactly ``result``'s clips for its source, with their files on disk?"""
+    src = result.detected.fetched.source_id
+    rows = read_part(root, "sources", dataset, src)
+    clips = read_part(root, "clips", dataset, src)
+    return (bool(rows) and rows[0]["status"] == "ok" and {c["clip_id"] for c in clips} == {c.clip_id for c in result.clips}
+            and {c["sha256"] for c in clips} == {c.sha256 for c in result.clips})
 
 
 def _write(result: Cut, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
@@ -114,8 +129,8 @@ def write_duplicate(fetched: Fetched, root: DataRoot, dataset: str) -> dict:
 
 
 def record_failure(root: DataRoot, dataset: str, stage: str, text: str, exc: BaseException) -> dict:
-    """A ``failures`` row (history kept per item) and a ``sources`` row with status failed; the
-    files the item brought into the data root (a download, a hard link to a local file) go."""
+    """A ``failures`` row (history kept per item) and a ``sources`` row with status failed. (A file
+    that can give no clip never entered the data root: download checks it first.)"""
     spec = parse_source(text) if _parses(text) else None
     # a rejected entry's id hashes all of it: two different rejected entries never share one
     item_id = spec.source_id if spec else "x" + sha256_json(text.strip())[:15]
@@ -126,20 +141,7 @@ def record_failure(root: DataRoot, dataset: str, stage: str, text: str, exc: Bas
         if not (old and old[0]["status"] == "ok"):  # never overwrite a finished source with a failure
             write_part(root, "sources", dataset, item_id,
                        [source_row(None, None, "failed", error=message, source_id=item_id, url=url)])
-            kept = read_table(root, "sources", where={"source_id": item_id, "status": "ok"}).num_rows
-            if not kept:  # another dataset may use the same file
-                forget_source(root.sources_dir, item_id)
     return {"source_id": item_id, "url": url, "status": "failed", "shots": 0, "clips": 0, "error": message, "stage": stage}
-
-
-def forget_source(sources_dir: Path, source_id: str) -> list[str]:
-    """Remove what a failed source brought into ``media/sources`` (its file and sidecar)."""
-    removed = []
-    for p in Path(sources_dir).glob(f"{source_id}.*"):
-        if p.is_file() and not p.name.startswith("."):
-            p.unlink(missing_ok=True)
-            removed.append(p.name)
-    return removed
 
 
 def _parses(text: str) -> bool:

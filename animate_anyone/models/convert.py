@@ -184,12 +184,13 @@ def moore_components(moore_dir: Path | None, base: Path | None, motion: Path | N
     _load_into(pose_guider, pg_state, str(files["pose_guider.pth"]))
 
     # 3. Frozen parts from the base folder, and our training schedule.
+    image_encoder = CLIPVisionModelWithProjection.from_pretrained(clip_dir)
     extractor_dir = base / "feature_extractor" if base else None
+    # without a preprocessing config, CLIP's own at the encoder's input size (224 for ViT-L/14)
     extractor = CLIPImageProcessor.from_pretrained(extractor_dir) if extractor_dir and extractor_dir.is_dir() \
-        else feature_extractor(224)
+        else feature_extractor(image_encoder.config.image_size)
     components = dict(
-        vae=AutoencoderKL.from_pretrained(vae_dir), image_encoder=CLIPVisionModelWithProjection.from_pretrained(clip_dir),
-        feature_extractor=extractor, reference_unet=reference_unet, unet=unet, pose_guider=pose_guider,
+        vae=AutoencoderKL.from_pretrained(vae_dir), image_encoder=image_encoder, feature_extractor=extractor, reference_unet=reference_unet, unet=unet, pose_guider=pose_guider,
         scheduler=DDIMScheduler(**SCHEDULER))
     for name in ("vae", "image_encoder", "reference_unet", "unet", "pose_guider"):
         components[name].to(dtype=dtype)

@@ -23,7 +23,8 @@ class Cli:
 
     def __init__(self, cwd: Path, home: Path):
         self.cwd, self.home = cwd, home
-        self.env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        self.env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                    "COLUMNS": "250"}  # rich wraps at 80 columns without a terminal
         for k in ("PREFECT_API_URL", "ANIMATE_ANYONE_CONFIG"):
             self.env.pop(k, None)
 

@@ -38,9 +38,14 @@ def _tables(root_path) -> dict:
     root = DataRoot.from_uri(root_path)
     drop = {"fetched_at", "at", "file_uri", "clip_uri", "attempt", "message", "source"}
     out = {}
+
+    def same(v):  # paths inside the data root read alike from any root
+        return v.replace(str(root.path), "DATA_ROOT") if isinstance(v, str) else v
+
     for table in ("sources", "shots", "clips", "failures"):
-        rows = [{k: v for k, v in r.items() if k not in drop} for r in read_table(root, table).to_pylist()]
-        out[table] = sorted(rows, key=repr)
+        rows = [{k: same(v) for k, v in r.items() if k not in drop} for r in read_table(root, table).to_pylist()]
+        # failures keep one attempt per run: N runs give N attempts of the same failure
+        out[table] = sorted({repr(r) for r in rows}) if table == "failures" else sorted(rows, key=repr)
     return out
 
 
@@ -65,7 +70,7 @@ def test_three_runs_at_once_equal_one_run(cli, videos, tmp_path):
     ids = {r["source_id"] for r in expected["sources"] if r["status"] == "failed"}
     assert len(ids) == 3
     kept = sorted(p.name for p in (cli.cwd / "single" / "media" / "sources").iterdir())
-    assert len([k for k in kept if k.endswith(".mp4")]) == 3 and len([k for k in kept if k.endswith(".info.json")]) == 4
+    assert len([k for k in kept if k.endswith(".mp4")]) == 3 and len([k for k in kept if k.endswith(".info.json")]) == 3
 
     runs = [cli.start("ingest", *SOURCES, "--data-root", "shared", log=f"run{i}.log") for i in range(3)]
     codes = [p.wait(timeout=600) for p in runs]

@@ -74,5 +74,5 @@ def test_a_moved_data_root_reads_its_own_files(cli):
     # the catalog file too, for DuckDB's own CLI: its paths are relative to the data root
     con = duckdb.connect(str(moved / "catalog.duckdb"), read_only=True)
     con.execute(f"SET file_search_path = '{moved}'")
-    assert con.sql("SELECT count(*) FROM clips").fetchone() == (3,)
+    assert con.sql("SELECT count(*) FROM clips").fetchall() == [(3,)]
     con.close()
