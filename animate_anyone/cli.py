@@ -41,7 +41,7 @@ EXIT_BAD_INPUT = 2
 QUIET_NATIVE = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3", "TRANSFORMERS_VERBOSITY": "error",
                 "DIFFUSERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 # lines that C++ libraries write to file descriptor 2 themselves (absl/glog: "W0000 00:00:…")
-NATIVE_LINE = re.compile(rb"^([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\]|WARNING: All log messages before absl)")
+NATIVE_LINE = re.compile(rb"^([IWEF]\d{4} [\d:.]+ +\d+ [\w.\-/]+:\d+\] |WARNING: All log messages before absl)")
 
 
 def _filter_native_stderr() -> None:

@@ -10,7 +10,7 @@ import yaml
 from animate_anyone.media.video import VideoWriter, iter_frames, probe
 from animate_anyone.tables import DataRoot, read_table
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.flow]
 
 
 def _run(**kwargs):

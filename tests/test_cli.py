@@ -143,3 +143,15 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
     assert (g.width, g.height, g.num_frames) == (3 * 72, 128, val.num_frames)
     missing = runner.invoke(app, ["render", "cnothere", "--data-root", str(root.path)])
     assert missing.exit_code == 2 and "no clip 'cnothere'" in missing.output
+
+
+def test_native_log_lines_are_recognised_and_nothing_else():
+    from animate_anyone.cli import NATIVE_LINE
+
+    native = [b"W0000 00:00:1796100436.701176   19076 inference_feedback_manager.cc:114] Feedback manager requires "
+              b"a model with a single signature inference. Disabling support for feedback tensors.\n",
+              b"I1201 04:00:01.123456    77 gl_context.cc:357] GL version: 3.2\n",
+              b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"]
+    ours = [b"INFO prefect.flow_runs: Finished in state Completed()\n", b"error: --frames must be at least 1\n",
+            b"W0000 is the name of my clip\n"]
+    assert all(NATIVE_LINE.match(line) for line in native) and not any(NATIVE_LINE.match(line) for line in ours)

@@ -20,7 +20,7 @@ from animate_anyone.ingest.download import canonical_url
 from animate_anyone.ingest.shots import Shots
 from animate_anyone.tables import DataRoot, query, read_table
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.flow]
 
 
 def _rows(root: DataRoot, table: str, drop=("fetched_at",)) -> list[dict]:

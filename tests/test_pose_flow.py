@@ -14,7 +14,7 @@ from animate_anyone.media.video import VideoWriter
 from animate_anyone.pose.backends import ModelError
 from animate_anyone.tables import DataRoot, query, read_table, write_part
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.flow]
 
 
 def _run_pose(**kwargs):

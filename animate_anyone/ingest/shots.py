@@ -15,7 +15,6 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
-import scenedetect
 from scenedetect import FrameTimecode
 
 from animate_anyone.config import DETECTORS, check_detector_params

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 import shutil
+from pathlib import Path
 
 import duckdb
 import pytest
 
-from animate_anyone.tables import DataRoot, refresh_catalog, write_part
+from animate_anyone.tables import DataRoot, read_table, refresh_catalog, write_part
 
 
 def _root(path) -> DataRoot:
@@ -76,3 +78,18 @@ def test_a_moved_data_root_reads_its_own_files(cli):
     con.execute(f"SET file_search_path = '{moved}'")
     assert con.sql("SELECT count(*) FROM clips").fetchall() == [(3,)]
     con.close()
+
+
+def test_readme_examples_run_as_written(cli):
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"Examples \(run by the tests.*?```bash\n(.*?)```", readme, re.S).group(1)
+    lines = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    assert [words[1] for words in lines] == ["puppets", "ingest", "query", "query"]
+    for words in lines:
+        res = cli(*words[1:], check=1 if words[1] == "ingest" else 0, timeout=600)
+    failures = json.loads(res.stdout)
+    assert [(f["stage"], f["reason"]) for f in failures] == [("download", "missing_file")]
+    clips = read_table(DataRoot.from_uri(cli.cwd / "data"), "clips", "mine")
+    assert clips.num_rows >= 2
