@@ -96,6 +96,7 @@ def test_readme_starts_with_the_two_commands():
     assert "make test" in (REPO / ".ci" / "run").read_text()
 
 
+@pytest.mark.slow
 def test_main_job_runs_the_demo_end_to_end(tmp_path):
     """What `make demo` runs after installing: the demo pipeline, through the real CLI."""
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

@@ -66,6 +66,7 @@ def test_dwpose_batches_crops_and_keeps_everyone(shared_fixtures, marker_model):
         assert area[0] == area.max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("video", ["controlnext_dance_02.mp4", "easydwpose_dance.mp4"])
 @pytest.mark.parametrize("detector", list(DETECTORS.values()), ids=list(DETECTORS))
 def test_a_person_in_every_frame_of_the_single_dancer_videos(shared_fixtures, marker_model, video, detector):
@@ -75,6 +76,7 @@ def test_a_person_in_every_frame_of_the_single_dancer_videos(shared_fixtures, ma
     assert min(found) >= 1, found
 
 
+@pytest.mark.slow
 def test_mediapipe_finds_a_person_in_every_frame_of_a_real_dance(shared_fixtures):
     pytest.importorskip("mediapipe", reason="mediapipe is an optional extra (pip install '.[mediapipe]')")
     from animate_anyone.pose.backends import MediaPipeBackend
@@ -83,6 +85,7 @@ def test_mediapipe_finds_a_person_in_every_frame_of_a_real_dance(shared_fixtures
     assert len(poses.frames) == 61 and all(len(f) == 1 for f in poses.frames)
 
 
+@pytest.mark.slow
 def test_mediapipe_body_keypoints_match_the_puppet_truth(puppet_dir):
     """At least 95% of frames with every visible body point within 16 px (2.5% of 640 px height... here 448)."""
     pytest.importorskip("mediapipe", reason="mediapipe is an optional extra (pip install '.[mediapipe]')")

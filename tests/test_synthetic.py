@@ -70,6 +70,7 @@ def test_stamp_reads_back_every_frame(puppet_dir):
     assert read == list(range(truth["num_frames"]))
 
 
+@pytest.mark.slow
 def test_mediapipe_sees_the_puppets_as_people(puppet_dir):
     mp = pytest.importorskip("mediapipe", reason="mediapipe is an optional extra (pip install '.[mediapipe]')")
     video = puppet_dir / "planned_1.mp4"
