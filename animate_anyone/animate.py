@@ -105,7 +105,7 @@ class PoseSequence:
 def plan(cfg, request: AnimateRequest) -> AnimateJob:
     """Resolve ``request`` against pipeline ``cfg`` (a ``PipelineConfig``); nothing heavy runs."""
     from animate_anyone.pipeline import resolve_model
-    from animate_anyone.tables.io import DataRoot
+    from animate_anyone.tables.io import DataRoot, Dataset
 
     a, r = cfg.animate, request
     root = DataRoot.from_uri(cfg.data_root)
@@ -114,7 +114,8 @@ def plan(cfg, request: AnimateRequest) -> AnimateJob:
     def pick(value, default):
         return default if value is None else value
 
-    reference, pose = resolve_sources(root, cfg.dataset, pick(r.reference, a.reference), pick(r.pose, a.pose), base)
+    reference, pose = resolve_sources(Dataset(root, cfg.dataset), pick(r.reference, a.reference), pick(r.pose, a.pose),
+                                      base)
     if not reference or not pose:
         raise AnimateInputError("give --reference IMAGE and --pose VIDEO|CLIP_ID (or set animate.reference and "
                                 "animate.pose in the pipeline)", "missing_input")
@@ -155,7 +156,7 @@ def plan(cfg, request: AnimateRequest) -> AnimateJob:
         pose_cfg=cfg.pose.model_dump() | {"base_dir": cfg.base_dir})
 
 
-def resolve_sources(root, dataset: str, reference: str | None, pose: str | None,
+def resolve_sources(ds, reference: str | None, pose: str | None,
                     base: Path | None = None) -> tuple[str | None, str | None]:
     """Expand ``pose: auto`` (the first clip of the latest selection snapshot, val split first) and
     ``reference: clip:ID`` / ``clip:auto`` (that clip's first frame, or another snapshot clip's than
@@ -164,7 +165,6 @@ def resolve_sources(root, dataset: str, reference: str | None, pose: str | None,
     import PIL.Image
 
     from animate_anyone.pose.stages import clip_path
-    from animate_anyone.tables.io import read_table
     from animate_anyone.tables.selection import load_snapshot
 
     base = base or Path.cwd()
@@ -180,8 +180,8 @@ def resolve_sources(root, dataset: str, reference: str | None, pose: str | None,
     reference, pose = as_file(reference), as_file(pose)
     if pose != "auto" and not (reference or "").startswith("clip:"):
         return reference, pose
-    snap = load_snapshot(root, dataset)
-    rows = read_table(root, "clips", dataset, where={"clip_id": snap["clip_ids"]}).to_pylist()
+    snap = load_snapshot(ds)
+    rows = ds.read("clips", where={"clip_id": snap["clip_ids"]}).to_pylist()
     rows.sort(key=lambda r: (r["split"] != "val", r["clip_id"]))
     if not rows:
         raise AnimateInputError(f"snapshot {snap['snapshot_id']} holds no clips to animate", "empty_snapshot")
@@ -193,7 +193,7 @@ def resolve_sources(root, dataset: str, reference: str | None, pose: str | None,
         row = next((r for r in rows if r["clip_id"] == wanted), None) if wanted != "auto" else others[0]
         if row is None:
             raise AnimateInputError(f"reference {reference}: no such clip in the snapshot", "unknown_clip")
-        out = root.path / "outputs" / "animate" / "references" / f"{row['clip_id']}.png"
+        out = ds.root.path / "outputs" / "animate" / "references" / f"{row['clip_id']}.png"
         if not out.is_file():
             frame = next(iter_frames(clip_path(row))).to_ndarray(format="rgb24")
             with atomic_path(out) as tmp:

@@ -249,12 +249,12 @@ def select(
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
 ) -> None:
     """Select training clips with the pipeline's SQL and save them as a dataset snapshot."""
-    from animate_anyone.tables import DataRoot
+    from animate_anyone.tables.io import Dataset
     from animate_anyone.tables.selection import select_clips
 
     cfg = _config(pipeline, config, data_root=data_root)
     try:
-        snap = select_clips(DataRoot.from_uri(cfg.data_root), cfg.dataset, cfg.select.where if where is None else where,
+        snap = select_clips(Dataset.of(cfg), cfg.select.where if where is None else where,
                             cfg.select.splits, cfg.name, "--where" if where is not None else "select.where")
     except AnimateAnyoneError as exc:
         _fail(exc)

@@ -29,6 +29,7 @@ from animate_anyone.config import load_config  # noqa: E402
 from animate_anyone.ingest import stages  # noqa: E402
 from animate_anyone.ingest.serve import serve_directory  # noqa: E402
 from animate_anyone.tables import DataRoot, refresh_catalog  # noqa: E402
+from animate_anyone.tables.io import Dataset  # noqa: E402
 
 
 def machine() -> dict:
@@ -75,7 +76,7 @@ def run_once(video: Path, work: Path, pipeline: str) -> dict:
         t2 = time.perf_counter()
         cut = stages.cut(detected, root, pipe.ingest)
         t3 = time.perf_counter()
-        stages.write(cut, root, pipe.dataset, pipe.ingest)
+        stages.write(cut, Dataset(root, pipe.dataset), pipe.ingest)
         refresh_catalog(root)
         t4 = time.perf_counter()
     t.update(download_s=t1 - t0, detect_s=t2 - t1, cut_s=t3 - t2, tables_s=t4 - t3, total_s=t4 - t0)

@@ -18,7 +18,7 @@ from animate_anyone.config import PipelineConfig
 from animate_anyone.ids import sha256_json
 from animate_anyone.pipeline import model_fingerprint
 from animate_anyone.tables import failures
-from animate_anyone.tables.io import DataRoot
+from animate_anyone.tables.io import DataRoot, Dataset
 from flows.common import GPU_LIMIT, cached_task_options, ensure_gpu_limit, resolve_config
 
 
@@ -64,7 +64,7 @@ def animate_flow(pipeline: str | None = None, config: str | None = None, cfg: Pi
         reference, pose = req.reference or cfg.animate.reference, req.pose or cfg.animate.pose
         logger.error("FAILED animate %s: %s", pose, exc.message)
         item = f"{Path(str(reference)).stem}:{Path(str(pose)).stem}"
-        failures.record(root, cfg.dataset, "animate", item, f"{reference} + {pose}", exc,
+        failures.record(Dataset(root, cfg.dataset), "animate", item, f"{reference} + {pose}", exc,
                         part="animate-" + sha256_json([str(reference), str(pose)])[:16])
         return {"status": "failed", "error": exc.message, "reason": exc.reason}
     for note in result.get("notes", []):

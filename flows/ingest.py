@@ -29,7 +29,7 @@ from animate_anyone.ingest.download import parse_source
 from animate_anyone.ingest.serve import serve_directory
 from animate_anyone.ingest.shots import SHOTS_VERSION
 from animate_anyone.tables.catalog import refresh_catalog
-from animate_anyone.tables.io import DataRoot
+from animate_anyone.tables.io import DataRoot, Dataset
 from flows.common import cached_task_options, resolve_config, retry_delays, thread_runner
 
 
@@ -68,7 +68,7 @@ def cut_task(detected, root: str, cfg: Ingest):
 
 @task(name="write", cache_policy=NO_CACHE)
 def write_task(result, root: str, dataset: str, cfg: Ingest) -> dict:
-    return stages.write(result, DataRoot.from_uri(root), dataset, cfg)
+    return stages.write(result, Dataset(root, dataset), cfg)
 
 
 @task(name="generate-puppets", cache_key_fn=lambda ctx, p: _key("puppets", "1", p["out_dir"], p["spec"]))
@@ -130,6 +130,7 @@ def ingest(pipeline: str | None = None, config: str | None = None, cfg: Pipeline
 
 def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log, refresh: bool) -> list[dict]:
     opts = cached_task_options(root, refresh)
+    ds = Dataset(root, dataset)
     r = cfg.download.retries
     dl = download_task.with_options(retries=r.attempts - 1, retry_delay_seconds=retry_delays(r),
                                     retry_jitter_factor=r.jitter or None, retry_condition_fn=_retry_if_transient)
@@ -162,9 +163,9 @@ def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log
         src = futures[fut]
         fetched = fut.result(raise_on_failure=False)
         if isinstance(fetched, BaseException):
-            finished(stages.record_failure(root, dataset, "download", src, fetched))
+            finished(stages.record_failure(ds, "download", src, fetched))
         elif fetched.duplicate_of:
-            finished(stages.write_duplicate(fetched, root, dataset))
+            finished(stages.write_duplicate(fetched, ds))
         else:
             d = det.submit(fetched, cfg)
             c = cut.submit(d, str(root.path), cfg)
@@ -173,7 +174,7 @@ def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log
         for stage, f in zip(("detect", "cut", "write"), steps):
             value = f.result(raise_on_failure=False)
             if isinstance(value, BaseException):
-                finished(stages.record_failure(root, dataset, stage, src, value))
+                finished(stages.record_failure(ds, stage, src, value))
                 break
         else:
             finished(value)

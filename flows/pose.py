@@ -20,7 +20,7 @@ from animate_anyone.config import PipelineConfig, Pose
 from animate_anyone.pose import stages
 from animate_anyone.pose.backends import backend_uses_gpu, load_backend
 from animate_anyone.tables.catalog import refresh_catalog
-from animate_anyone.tables.io import DataRoot
+from animate_anyone.tables.io import DataRoot, Dataset
 from animate_anyone.tables.selection import select_clips
 from flows.common import GPU_LIMIT, ensure_gpu_limit, resolve_config, thread_runner
 
@@ -31,13 +31,13 @@ def extract_task(shard: stages.Shard, root: str, dataset: str, cfg: Pose, backen
     open_backend = partial(load_backend, cfg, backend, base_dir)
     if gpu_slot:
         with concurrency(GPU_LIMIT, occupy=1, strict=True):
-            return stages.extract_shard(open_backend, DataRoot.from_uri(root), dataset, shard, model=model)
-    return stages.extract_shard(open_backend, DataRoot.from_uri(root), dataset, shard, model=model)
+            return stages.extract_shard(open_backend, Dataset(root, dataset), shard, model=model)
+    return stages.extract_shard(open_backend, Dataset(root, dataset), shard, model=model)
 
 
 @task(name="select-clips", cache_policy=NO_CACHE, persist_result=False)
 def select_task(root: str, dataset: str, where: str, splits: list[str], pipeline: str) -> dict:
-    snap = select_clips(DataRoot.from_uri(root), dataset, where, splits, pipeline)
+    snap = select_clips(Dataset(root, dataset), where, splits, pipeline)
     get_run_logger().info("selected %d clips into snapshot %s (%s)", snap["num_clips"], snap["snapshot_id"], snap["path"])
     return {k: v for k, v in snap.items() if k != "clip_ids"}
 
@@ -65,8 +65,9 @@ def extract_poses(pipeline: str | None = None, config: str | None = None, cfg: P
         ensure_gpu_limit(cfg.gpu_slots)
     log.info("pose backend %s (%s)%s", name, model, f", {cfg.gpu_slots} '{GPU_LIMIT}' slot(s)" if gpu_slot else "")
     # 2. shards of clips; parts of shards that no longer exist go
-    shards = stages.plan_shards(root, cfg.dataset, pose.shard_clips)
-    stages.drop_parts(root, cfg.dataset, stages.stale_parts(root, cfg.dataset, shards))
+    ds = Dataset(root, cfg.dataset)
+    shards = stages.plan_shards(ds, pose.shard_clips)
+    stages.drop_parts(ds, stages.stale_parts(ds, shards))
     total = len(shards)
     bar = create_progress_artifact(progress=0.0, key="pose-progress", description=f"{total} shards")
     progress.report("shards", 0, total)

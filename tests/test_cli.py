@@ -17,6 +17,7 @@ from animate_anyone import synthetic
 from animate_anyone.cli import app
 from animate_anyone.media.video import probe
 from animate_anyone.tables import DataRoot, query, write_part, refresh_catalog
+from animate_anyone.tables.io import Dataset
 from animate_anyone.tables.selection import load_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,7 +114,7 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
     # poses for every clip, and the training clips selected into a snapshot
     assert query(root, "SELECT count(*) AS n FROM clip_pose_summary").to_pylist() == [{"n": n["n"]}]
     assert f"of {n['n']} clips have poses" in out.stdout and "0 failed" in out.stdout
-    snap = load_snapshot(root, "demo")
+    snap = load_snapshot(Dataset(root, "demo"))
     assert snap["num_clips"] >= 1 and f"snapshot {snap['snapshot_id']}" in out.stdout.replace("\n", " ")
     # render a selected clip's poses, alone and over its frames
     clip = query(root, f"SELECT * FROM clips WHERE clip_id = '{snap['clip_ids'][0]}'").to_pylist()[0]

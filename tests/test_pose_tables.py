@@ -15,6 +15,7 @@ from animate_anyone.pose.backends import FramePoses
 from animate_anyone.pose.extract import ClipPoses, hand_visible, pose_rows, summarise
 from animate_anyone.pose.layouts import LEFT_HAND_SLICE, RIGHT_HAND_SLICE
 from animate_anyone.tables import DataRoot, QueryError, query, refresh_catalog, write_part
+from animate_anyone.tables.io import Dataset
 from animate_anyone.tables.selection import load_snapshot, select_clips
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,17 +148,17 @@ def test_typed_array_view_has_fixed_size_arrays(truth_tables):
 
 def test_selection_snapshot_names_its_clips_and_their_hash(truth_tables):
     root, exp = truth_tables
-    snap = select_clips(root, "truth", "s.frames_one_person = s.num_frames", ["train", "val"], "test")
+    snap = select_clips(Dataset(root, "truth"), "s.frames_one_person = s.num_frames", ["train", "val"], "test")
     assert snap["clip_ids"] == sorted(c for c, e in exp.items() if e["one_person"])
-    again = select_clips(root, "truth", "s.frames_one_person = s.num_frames", ["train", "val"], "test")
+    again = select_clips(Dataset(root, "truth"), "s.frames_one_person = s.num_frames", ["train", "val"], "test")
     assert again["snapshot_id"] == snap["snapshot_id"] and again["created_at"] == snap["created_at"]
-    train_only = select_clips(root, "truth", "s.frames_one_person = s.num_frames", ["train"], "test")
+    train_only = select_clips(Dataset(root, "truth"), "s.frames_one_person = s.num_frames", ["train"], "test")
     assert train_only["snapshot_id"] != snap["snapshot_id"] and "c00" not in train_only["clip_ids"]
-    assert load_snapshot(root, "truth")["snapshot_id"] == train_only["snapshot_id"]
-    assert load_snapshot(root, "truth", snap["snapshot_id"])["clips_sha256"] == snap["clips_sha256"]
+    assert load_snapshot(Dataset(root, "truth"))["snapshot_id"] == train_only["snapshot_id"]
+    assert load_snapshot(Dataset(root, "truth"), snap["snapshot_id"])["clips_sha256"] == snap["clips_sha256"]
     with pytest.raises(QueryError, match="select.where 'no_such_column > 1' cannot select clips"):
-        select_clips(root, "truth", "no_such_column > 1", ["train"])
+        select_clips(Dataset(root, "truth"), "no_such_column > 1", ["train"])
     with pytest.raises(QueryError, match="exactly one SQL statement"):
-        select_clips(root, "truth", "TRUE); DROP TABLE clips; --", ["train"])
+        select_clips(Dataset(root, "truth"), "TRUE); DROP TABLE clips; --", ["train"])
     with pytest.raises(QueryError, match="no snapshot 'snope'"):
-        load_snapshot(root, "truth", "snope")
+        load_snapshot(Dataset(root, "truth"), "snope")

@@ -11,14 +11,13 @@ from pathlib import Path
 
 from animate_anyone.config import Ingest, PipelineConfig
 from animate_anyone.errors import AnimateAnyoneError, PermanentError
-from animate_anyone.files import data_root_lock
 from animate_anyone.ids import sha256_json
 from animate_anyone.ingest.clips import CutClip, ShotDecision, assign_split, check_video, cut_clips, plan_clips, shot_params_json
 from animate_anyone.ingest.download import Fetched, fetch, parse_source
 from animate_anyone.ingest.shots import Shots, auto_step, detect_shots
 from animate_anyone.media.video import VideoInfo
 from animate_anyone.tables import failures
-from animate_anyone.tables.io import DataRoot, delete_part, read_part, write_part
+from animate_anyone.tables.io import DataRoot, Dataset
 
 
 @dataclass(frozen=True)
@@ -60,47 +59,46 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def write(result: Cut, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
+def write(result: Cut, ds: Dataset, cfg: Ingest) -> dict:
     """Rows for shots, clips and the source (last: its row marks the source done). When the tables
     already hold exactly this result, nothing is rewritten (the disk decides, not a cache)."""
-    with data_root_lock(root.path):
-        if written(result, root, dataset):
+    with ds.lock():
+        if written(result, ds):
             f = result.detected.fetched
-            delete_part(root, "failures", dataset, f.source_id)
+            ds.delete("failures", f.source_id)
             return {"source_id": f.source_id, "url": f.uri, "status": "ok", "shots": len(result.detected.shots.ranges),
                     "clips": len(result.clips), "error": None}
-        return _write(result, root, dataset, cfg)
+        return _write(result, ds, cfg)
 
 
-def written(result: Cut, root: DataRoot, dataset: str) -> bool:
-    """Do the tables hold exactly ``result``'s clips for its source, with their files on disk?"""
+def written(result: Cut, ds: Dataset) -> bool:
+    """Do the tables hold exactly ``result``'s clips for its source (same ids, same bytes)?"""
     src = result.detected.fetched.source_id
-    rows = read_part(root, "sources", dataset, src)
-    clips = read_part(root, "clips", dataset, src)
+    rows = ds.read_part("sources", src)
+    clips = ds.read_part("clips", src)
     return (bool(rows) and rows[0]["status"] == "ok" and {c["clip_id"] for c in clips} == {c.clip_id for c in result.clips}
             and {c["sha256"] for c in clips} == {c.sha256 for c in result.clips})
 
 
-def _write(result: Cut, root: DataRoot, dataset: str, cfg: Ingest) -> dict:
+def _write(result: Cut, ds: Dataset, cfg: Ingest) -> dict:
     det = result.detected
     f, info, shots = det.fetched, det.info, det.shots
     fps = info.fps
     params = shot_params_json(shots, cfg.shots.downscale or auto_step(info.width))
     split = assign_split(f.source_id, cfg.clips.split)
-    write_part(root, "shots", dataset, f.source_id, [
+    ds.write("shots", f.source_id, [
         {"source_id": f.source_id, "shot_idx": d.shot_idx, "start_frame": d.start_frame, "end_frame": d.end_frame,
          "start_s": d.start_frame / fps, "end_s": d.end_frame / fps, "num_clips": d.num_clips,
          "drop_reason": d.drop_reason, "shot_detector": shots.detector} for d in result.decisions])
-    write_part(root, "clips", dataset, f.source_id, [
+    ds.write("clips", f.source_id, [
         {"clip_id": c.clip_id, "source_id": f.source_id, "start_s": c.start_frame / fps, "end_s": c.end_frame / fps,
          "start_frame": c.start_frame, "end_frame": c.end_frame, "fps": fps, "width": info.width - info.width % 2,
          "height": info.height - info.height % 2, "num_frames": c.num_frames, "shot_idx": c.shot_idx,
          "shot_detector": shots.detector, "shot_params": params, "clip_uri": Path(c.path).as_uri(),
          "sha256": c.sha256, "split": split} for c in result.clips])
     row = source_row(f, info, status="ok", num_clips=len(result.clips))
-    write_part(root, "sources", dataset, f.source_id, [row])
-
-    delete_part(root, "failures", dataset, f.source_id)
+    ds.write("sources", f.source_id, [row])
+    ds.delete("failures", f.source_id)
     return {"source_id": f.source_id, "url": f.uri, "status": "ok", "shots": len(shots.ranges),
             "clips": len(result.clips), "error": None}
 
@@ -119,28 +117,27 @@ def source_row(f: Fetched | None, info: VideoInfo | None, status: str, num_clips
     }
 
 
-def write_duplicate(fetched: Fetched, root: DataRoot, dataset: str) -> dict:
+def write_duplicate(fetched: Fetched, ds: Dataset) -> dict:
     """A URL whose video another source already holds: recorded, not cut again."""
     row = source_row(fetched, None, status="duplicate", error=f"same video as source {fetched.duplicate_of}")
-    write_part(root, "sources", dataset, fetched.source_id, [row])
-    delete_part(root, "failures", dataset, fetched.source_id)
+    ds.write("sources", fetched.source_id, [row])
+    ds.delete("failures", fetched.source_id)
     return {"source_id": fetched.source_id, "url": fetched.uri, "status": "duplicate", "shots": 0, "clips": 0,
             "error": row["error"]}
 
 
-def record_failure(root: DataRoot, dataset: str, stage: str, text: str, exc: BaseException) -> dict:
+def record_failure(ds: Dataset, stage: str, text: str, exc: BaseException) -> dict:
     """A ``failures`` row (history kept per item) and a ``sources`` row with status failed. (A file
     that can give no clip never entered the data root: download checks it first.)"""
     spec = parse_source(text) if _parses(text) else None
     # a rejected entry's id hashes all of it: two different rejected entries never share one
     item_id = spec.source_id if spec else "x" + sha256_json(text.strip())[:15]
     url = spec.uri if spec else text
-    with data_root_lock(root.path):
-        message = failures.record(root, dataset, stage, item_id, url, exc)["message"]
-        old = read_part(root, "sources", dataset, item_id)
+    with ds.lock():
+        message = failures.record(ds, stage, item_id, url, exc)["message"]
+        old = ds.read_part("sources", item_id)
         if not (old and old[0]["status"] == "ok"):  # never overwrite a finished source with a failure
-            write_part(root, "sources", dataset, item_id,
-                       [source_row(None, None, "failed", error=message, source_id=item_id, url=url)])
+            ds.write("sources", item_id, [source_row(None, None, "failed", error=message, source_id=item_id, url=url)])
     return {"source_id": item_id, "url": url, "status": "failed", "shots": 0, "clips": 0, "error": message, "stage": stage}
 
 

@@ -18,9 +18,8 @@ import pyarrow.compute as pc
 from animate_anyone.errors import AnimateAnyoneError, MediaError
 from animate_anyone.ids import sha256_json
 from animate_anyone.pose.extract import POSE_VERSION, NoPersonError, extract_clip, pose_rows, summarise
-from animate_anyone.files import data_root_lock
 from animate_anyone.tables import failures
-from animate_anyone.tables.io import DataRoot, delete_part, list_parts, read_part, read_table, write_part
+from animate_anyone.tables.io import Dataset
 from animate_anyone.tables.schemas import POSE_FRAMES
 
 log = logging.getLogger(__name__)
@@ -44,9 +43,9 @@ def clip_path(clip: dict) -> Path:
     return Path(unquote(urlparse(uri).path)) if uri.startswith("file://") else Path(uri)
 
 
-def plan_shards(root: DataRoot, dataset: str, shard_clips: int) -> list[Shard]:
+def plan_shards(ds: Dataset, shard_clips: int) -> list[Shard]:
     """Every clip of ``dataset`` in shards of at most ``shard_clips`` clips of one source."""
-    clips = read_table(root, "clips", dataset).to_pylist()
+    clips = ds.read("clips").to_pylist()
     by_source: dict[str, list[dict]] = {}
     for c in sorted(clips, key=lambda c: (c["source_id"], c["start_frame"], c["clip_id"])):
         c.pop("dataset", None)
@@ -58,28 +57,28 @@ def plan_shards(root: DataRoot, dataset: str, shard_clips: int) -> list[Shard]:
     return shards
 
 
-def stale_parts(root: DataRoot, dataset: str, shards: list[Shard]) -> list[str]:
+def stale_parts(ds: Dataset, shards: list[Shard]) -> list[str]:
     """Pose parts whose shard no longer exists (the source was cut again, or removed)."""
     keep = {s.shard_id for s in shards}
-    return [p for p in list_parts(root, "clip_pose_summary", dataset) if p not in keep]
+    return [p for p in ds.parts("clip_pose_summary") if p not in keep]
 
 
-def drop_parts(root: DataRoot, dataset: str, parts: list[str]) -> None:
+def drop_parts(ds: Dataset, parts: list[str]) -> None:
     for p in parts:
-        delete_part(root, "pose_frames", dataset, p)
-        delete_part(root, "clip_pose_summary", dataset, p)
+        ds.delete("pose_frames", p)
+        ds.delete("clip_pose_summary", p)
 
 
-def done_clips(root: DataRoot, dataset: str, shard: Shard, model: str) -> dict[str, dict]:
+def done_clips(ds: Dataset, shard: Shard, model: str) -> dict[str, dict]:
     """The shard's clips whose poses are on disk from ``model`` at this version, for their
     current bytes: ``{clip_id: summary row}``. The disk decides what is done."""
     current = {c["clip_id"] for c in shard.clips}  # a clip's id changes with its bytes
-    rows = read_part(root, "clip_pose_summary", dataset, shard.shard_id)
+    rows = ds.read_part("clip_pose_summary", shard.shard_id)
     return {r["clip_id"]: r for r in rows
             if r["clip_id"] in current and r["model"] == model and r["pose_version"] == POSE_VERSION}
 
 
-def extract_shard(backend, root: DataRoot, dataset: str, shard: Shard, batch: int = 8, model: str | None = None) -> dict:
+def extract_shard(backend, ds: Dataset, shard: Shard, batch: int = 8, model: str | None = None) -> dict:
     """Extract poses for the clips of ``shard`` that are not done on disk, and replace the shard's
     two parts with the kept rows plus the new ones (a failed clip is retried alone).
 
@@ -89,17 +88,17 @@ def extract_shard(backend, root: DataRoot, dataset: str, shard: Shard, batch: in
     """
     now = dt.datetime.now(dt.timezone.utc)
     model = model or backend.model_name
-    done = done_clips(root, dataset, shard, model)
+    done = done_clips(ds, shard, model)
     todo = [c for c in shard.clips if c["clip_id"] not in done]
     if todo and callable(backend) and not hasattr(backend, "process"):
         opened = backend()
         try:
-            return extract_shard(opened, root, dataset, shard, batch)
+            return extract_shard(opened, ds, shard, batch)
         finally:
             opened.close()
     tables, summaries, failed, warnings = [], list(done.values()), [], []
     if done:
-        kept = read_table(root, "pose_frames", dataset, where={"clip_id": list(done)})
+        kept = ds.read("pose_frames", where={"clip_id": list(done)})
         tables.append(kept.drop_columns(["dataset"]))
     for clip in todo:
         clip_id, path = clip["clip_id"], clip_path(clip)
@@ -113,7 +112,7 @@ def extract_shard(backend, root: DataRoot, dataset: str, shard: Shard, batch: in
             if row["frames_with_person"] == 0:
                 raise NoPersonError(f"{where}: no person found in any of its {row['num_frames']} frames", "no_person")
         except AnimateAnyoneError as exc:
-            failures.record(root, dataset, "pose", clip_id, str(path), exc, part=f"pose-{clip_id}")
+            failures.record(ds, "pose", clip_id, str(path), exc, part=f"pose-{clip_id}")
             failed.append({"clip_id": clip_id, "reason": exc.reason, "message": exc.message})
             continue
         if row["max_persons"] > 1:
@@ -122,7 +121,7 @@ def extract_shard(backend, root: DataRoot, dataset: str, shard: Shard, batch: in
                             f"(up to {row['max_persons']}); kept, person 0 is the main subject")
         tables.append(pose_rows(clip_id, poses, float(clip["fps"]), model))
         summaries.append(row)
-        failures.clear(root, dataset, f"pose-{clip_id}")
+        failures.clear(ds, f"pose-{clip_id}")
     if todo or not done:
         order = {c["clip_id"]: i for i, c in enumerate(shard.clips)}
         summaries.sort(key=lambda r: order[r["clip_id"]])
@@ -132,9 +131,9 @@ def extract_shard(backend, root: DataRoot, dataset: str, shard: Shard, batch: in
             .sort_by([("_order", "ascending"), ("frame_idx", "ascending"), ("person_idx", "ascending")]) \
             .drop_columns(["_order"])
         # frames first, the summary last: a summary row means its clip's frames are complete
-        with data_root_lock(root.path):
-            write_part(root, "pose_frames", dataset, shard.shard_id, frames)
-            write_part(root, "clip_pose_summary", dataset, shard.shard_id, summaries)
+        with ds.lock():
+            ds.write("pose_frames", shard.shard_id, frames)
+            ds.write("clip_pose_summary", shard.shard_id, summaries)
         rows = frames.num_rows
     else:
         rows = tables[0].num_rows

@@ -4,18 +4,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from animate_anyone.errors import is_retryable
-from animate_anyone.files import data_root_lock
-from animate_anyone.tables.io import DataRoot, delete_part, read_part, write_part
+from animate_anyone.tables.io import Dataset
 
 
-def record(root: DataRoot, dataset: str, stage: str, item_id: str, source: str, exc: BaseException,
+def record(ds: Dataset, stage: str, item_id: str, source: str, exc: BaseException,
            part: str | None = None) -> dict:
     """Append an attempt for ``item_id`` (the part is ``part`` or the item id); returns the row."""
     part = part or item_id
-    with data_root_lock(root.path):  # read, append, write: one writer at a time
-        previous = read_part(root, "failures", dataset, part)
+    with ds.lock():  # read, append, write: one writer at a time
+        previous = ds.read_part("failures", part)
         row = _row(stage, item_id, source, exc, len(previous) + 1)
-        write_part(root, "failures", dataset, part, previous + [row])
+        ds.write("failures", part, previous + [row])
     return row
 
 
@@ -26,6 +25,6 @@ def _row(stage: str, item_id: str, source: str, exc: BaseException, attempt: int
             "retryable": is_retryable(exc), "attempt": attempt, "at": datetime.now(timezone.utc)}
 
 
-def clear(root: DataRoot, dataset: str, part: str) -> bool:
+def clear(ds: Dataset, part: str) -> bool:
     """The item succeeded: its failure history goes (its own table now says it is fine)."""
-    return delete_part(root, "failures", dataset, part)
+    return ds.delete("failures", part)

@@ -128,6 +128,11 @@ class Dataset:
         self.root = root if isinstance(root, DataRoot) else DataRoot.from_uri(root)
         self.name = name
 
+    @classmethod
+    def of(cls, cfg) -> "Dataset":
+        """The dataset a pipeline configuration writes (its ``data_root`` and ``dataset``)."""
+        return cls(cfg.data_root, cfg.dataset)
+
     def __repr__(self) -> str:
         return f"Dataset({str(self.root.path)!r}, {self.name!r})"
 

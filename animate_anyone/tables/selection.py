@@ -11,10 +11,10 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from animate_anyone.files import data_root_lock, write_json
+from animate_anyone.files import write_json
 from animate_anyone.ids import sha256_json
 from animate_anyone.tables.catalog import QueryError, _sql_str, query
-from animate_anyone.tables.io import DataRoot
+from animate_anyone.tables.io import Dataset
 
 
 def selection_sql(dataset: str, where: str, splits: list[str]) -> str:
@@ -25,15 +25,16 @@ def selection_sql(dataset: str, where: str, splits: list[str]) -> str:
             "ORDER BY c.clip_id")
 
 
-def snapshots_dir(root: DataRoot, dataset: str) -> Path:
-    return root.path / "snapshots" / dataset
+def snapshots_dir(ds: Dataset) -> Path:
+    return ds.root.path / "snapshots" / ds.name
 
 
-def select_clips(root: DataRoot, dataset: str, where: str, splits: list[str], pipeline: str = "",
+def select_clips(ds: Dataset, where: str, splits: list[str], pipeline: str = "",
                  field_name: str = "select.where") -> dict:
     """Run the selection and save its snapshot (kept as it is if the same one exists)."""
+    dataset = ds.name
     try:
-        rows = query(root, selection_sql(dataset, where, splits)).to_pylist()
+        rows = query(ds.root, selection_sql(dataset, where, splits)).to_pylist()
     except QueryError as exc:
         raise QueryError(f"{field_name} {where!r} cannot select clips: {exc.message}", "bad_selection") from exc
     pairs = [[r["clip_id"], r["sha256"]] for r in rows]
@@ -41,9 +42,9 @@ def select_clips(root: DataRoot, dataset: str, where: str, splits: list[str], pi
     snap = {"snapshot_id": "s" + sha256_json([dataset, pairs])[:15], "dataset": dataset, "pipeline": pipeline,
             "where": where, "splits": list(splits), "num_clips": len(pairs), "clips_sha256": digest,
             "clip_ids": [p[0] for p in pairs], "created_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-    folder = snapshots_dir(root, dataset)
+    folder = snapshots_dir(ds)
     path = folder / f"{snap['snapshot_id']}.json"
-    with data_root_lock(root.path):
+    with ds.lock():
         if path.exists():
             snap = json.loads(path.read_text())
         else:
@@ -52,9 +53,10 @@ def select_clips(root: DataRoot, dataset: str, where: str, splits: list[str], pi
     return {**snap, "path": str(path)}
 
 
-def load_snapshot(root: DataRoot, dataset: str, snapshot_id: str = "latest") -> dict:
+def load_snapshot(ds: Dataset, snapshot_id: str = "latest") -> dict:
     """A saved snapshot by id (``latest``: the last one selected for the dataset)."""
-    folder = snapshots_dir(root, dataset)
+    dataset = ds.name
+    folder = snapshots_dir(ds)
     if snapshot_id == "latest":
         pointer = folder / "latest.json"
         if not pointer.exists():

@@ -109,13 +109,14 @@ def test_a_killed_run_leaves_no_process_and_resumes_to_the_same_tables(cli, vide
     assert "0 failed" in again.stdout
 
 
-def test_sigterm_stops_the_run_and_its_server(cli, videos):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_and_kill_stop_the_run_and_its_server(cli, videos, sig):
     _lay_out(cli, videos)
     proc = cli.start("ingest", *SOURCES[:3], log="term.log")
     time.sleep(6)
     family = _children(proc.pid)
     assert family, "the run should have started its temporary Prefect server"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     proc.wait(timeout=60)
     assert not _gone(family)
 
