@@ -17,7 +17,7 @@ from animate_anyone.models.sizes import (MOTION, POSE_GUIDER, build_components, 
                                          video_unet_config)
 from animate_anyone.models.unets import ReferenceNet, VideoUNet
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEYS = REPO.parent / "shared" / "docs" / "model_keys"
 
 

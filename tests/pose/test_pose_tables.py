@@ -18,7 +18,7 @@ from animate_anyone.tables import DataRoot, QueryError, query, refresh_catalog, 
 from animate_anyone.tables.io import Dataset
 from animate_anyone.tables.selection import load_snapshot, select_clips
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOW = dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc)
 
 
