@@ -16,7 +16,6 @@ names only when complete.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -383,33 +382,21 @@ def run_animate(cfg, request: AnimateRequest, progress=None) -> dict:
 
 def animate(model: Path, reference: Path, pose: str, out: Path, *, pose_cfg=None, root=None, grid: bool = True,
             progress=None, **options) -> dict:
-    """Files in, files out, without a pipelines file: ``options`` are :class:`AnimateJob` fields."""
-    from animate_anyone.config import PipelineConfig, Pose
-
-    pose_cfg = pose_cfg or Pose()
-    data_root = str(root.path) if root is not None else str(Path(out).parent)
-    cfg = PipelineConfig(data_root=data_root, pose=pose_cfg)
-    a = cfg.animate
-    defaults = {f.name: getattr(a, f.name) for f in dataclasses.fields(AnimateJob)
-                if hasattr(a, f.name) and f.name not in ("reference", "pose", "model")}
-    fields = {**defaults, "retarget": False, "width": None, "fps": None, "audio_from": None, **options}
-    if fields["retarget"] and is_pose_video(str(pose)):
-        raise AnimateInputError("--retarget needs keypoints: give a CLIP_ID (poses from the tables), "
-                                f"not the pose video {pose}", "retarget_needs_keypoints")
-    audio = fields.pop("audio_from")
-    job = AnimateJob(reference=str(reference), pose=str(pose), model=str(model), out=str(out),
-                     audio_from=str(audio) if audio else None, data_root=data_root, dataset=cfg.dataset,
-                     pose_cfg=pose_cfg.model_dump(), **fields)
-    if audio is not None and not Path(audio).is_file():
-        raise AnimateInputError(f"--audio-from: no such file {audio}", "missing_file")
-    with _tempdir() as tmp:
-        return generate(job, prepare_poses(job, Path(tmp) / "poses.npz"), progress, grid=grid)
-
-
-def _tempdir():
+    """Files in, files out, without a pipelines file: the same plan, poses and generation as
+    :func:`run_animate`. ``options`` are :class:`AnimateRequest` fields, plus ``window``,
+    ``overlap`` and ``dtype`` (the pipeline's ``animate`` settings)."""
     import tempfile
 
-    return tempfile.TemporaryDirectory(prefix="animate-")
+    from animate_anyone.config import Animate, PipelineConfig, Pose
+
+    settings = {k: options.pop(k) for k in ("window", "overlap", "dtype") if k in options}
+    if options.get("audio_from") is not None:
+        options["audio_from"] = str(options["audio_from"])
+    data_root = str(root.path) if root is not None else str(Path(out).parent)
+    cfg = PipelineConfig(data_root=data_root, pose=pose_cfg or Pose(), animate=Animate(retarget=False, **settings))
+    job = plan(cfg, AnimateRequest(reference=str(reference), pose=str(pose), model=str(model), out=str(out), **options))
+    with tempfile.TemporaryDirectory(prefix="animate-") as tmp:
+        return generate(job, prepare_poses(job, Path(tmp) / "poses.npz"), progress, grid=grid)
 
 
 def _clip_content(job: AnimateJob) -> str:
