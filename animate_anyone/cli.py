@@ -143,19 +143,25 @@ def run(
     pipeline: str = typer.Argument("demo", help="Pipeline name from pipelines.yaml."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Override the pipeline's data root."),
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file (default: ./pipelines.yaml or the bundled one)."),
+    max_train_steps: Optional[int] = typer.Option(None, "--max-train-steps", min=1, help="Stop each training stage after N steps (a quick look; a later run continues)."),
 ) -> None:
     """Run the main job: every stage of PIPELINE (default `demo`), end to end, as a Prefect flow."""
     cfg = _config(pipeline, config, data_root=data_root)
     _start_prefect()
     from flows.pipeline import run_pipeline
+    from animate_anyone.training.loop import TrainingStopped
 
     try:
-        result = _with_source_bar(run_pipeline, cfg=cfg)
+        result = _with_source_bar(run_pipeline, cfg=cfg, max_train_steps=max_train_steps)
+    except TrainingStopped as exc:
+        _fail(exc, EXIT_ITEMS_FAILED)
     except AnimateAnyoneError as exc:
         _fail(exc)
     _print_ingest(result["ingest"])
     _print_pose(result["pose"])
     _print_select(result["select"])
+    if "train" in result:
+        _print_train(result["train"])
     failed = result["ingest"]["failed"] + result["pose"]["failed"]
     if "animate" in result:
         a = result["animate"]
@@ -333,6 +339,58 @@ def animate(
               f"{info['generate_s']:.1f} s on {info['device']}) and {info['grid']}", highlight=False)
 
 
+def _train_bar(bar: Progress):
+    """The loop's progress hook: one bar per stage with loss, steps/s and the time left."""
+
+    def start(first: int, end: int, stage: int):
+        task = bar.add_task(f"stage {stage}", total=end, completed=first)
+
+        def on_step(step: int, row: dict) -> None:
+            bar.update(task, completed=step, description=f"stage {stage} loss {row['loss']:.4f} "
+                                                           f"{row['samples_per_s']:.1f} samples/s")
+        return on_step
+    return start
+
+
+def _print_train(result: dict) -> None:
+    table = Table(title=f"training on snapshot {result['snapshot_id']}")
+    for col in ("stage", "run", "steps", "loss", "val PSNR (still ref.)", "model"):
+        table.add_column(col, overflow="fold")
+    for s in result["stages"]:
+        val = "" if s.get("val_psnr") is None else f"{s['val_psnr']:.2f} ({s['val_psnr_still']:.2f})"
+        loss = "cached" if s.get("cached") else ("" if s.get("loss") is None else f"{s['loss']:.4f}")
+        table.add_row(str(s["stage"]), s["run_id"], str(s["step"]), loss, val, s["output"])
+    out.print(table)
+    out.print(f"trained model: {result['model']} (animate-anyone animate --model {Path(result['model']).name} ...)",
+              highlight=False)
+
+
+@app.command()
+def train(
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", help="Pipeline whose train section to run."),
+    stage: str = typer.Option("all", "--stage", help="0 (the VAE, puppet world), 1 (image), 2 (motion) or all (every configured stage, in order)."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="Selection snapshot id (default: the pipeline's train.snapshot, 'latest')."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint of the same run (default), or start it over."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop each stage after N steps (a quick look; a later run continues)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Override the pipeline's data root."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
+) -> None:
+    """Train the model on a selection snapshot: stage 0 (VAE), 1 (image), 2 (motion), resuming by itself."""
+    from animate_anyone.training.loop import TrainingStopped
+    from animate_anyone.training.run import train as run_train
+
+    cfg = _config(pipeline, config, data_root=data_root)
+    try:
+        with _bar() as bar:
+            result = run_train(cfg, stage, snapshot, resume, max_steps, progress=_train_bar(bar),
+                               stream=lambda line: err.print(line, highlight=False, markup=False))
+    except TrainingStopped as exc:
+        _fail(exc, EXIT_ITEMS_FAILED)
+    except AnimateAnyoneError as exc:
+        _fail(exc)
+    _print_train(result)
+
+
 @app.command()
 def convert(
     out_dir: Path = typer.Argument(..., help="The pipeline folder to write."),
@@ -361,14 +419,15 @@ def convert(
 @app.command("new-model")
 def new_model(
     out_dir: Path = typer.Argument(..., help="The pipeline folder to write."),
-    size: str = typer.Option("tiny", "--size", help="tiny (a few MB) or full (SD-1.5 shapes, about 8 GB)."),
+    size: str = typer.Option("tiny", "--size", help="tiny (a few MB), puppet (the demo's trainable size) or full (SD-1.5 shapes, about 8 GB)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Write a randomly initialised pipeline folder (for tests, benchmarks, or training from scratch)."""
+    from animate_anyone.models.sizes import SIZES
     from animate_anyone.pipeline import create_model
 
-    if size not in ("tiny", "full"):
-        err.print(f"error: --size must be tiny or full; got {size!r}")
+    if size not in SIZES:
+        err.print(f"error: --size must be one of {', '.join(SIZES)}; got {size!r}")
         raise typer.Exit(2)
     path = create_model(out_dir, size, seed)
     out.print(f"wrote {path} ({size}, seed {seed})", highlight=False)

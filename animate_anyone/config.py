@@ -196,6 +196,74 @@ class Animate(_Strict):
     use_gpu_slot: bool | None = None  # None: take a "gpu" slot when running on a GPU
 
 
+Precision = Literal["no", "bf16", "fp16"]
+
+
+class TrainStage(_Strict):
+    """One training stage (DESIGN.md §4). Sizes are the training frames' (width, height)."""
+
+    steps: int = Field(1000, ge=1, le=10_000_000)
+    lr: float = Field(1e-5, gt=0.0, le=1.0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(1e-2, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    batch: int = Field(4, ge=1, le=4096)  # per process and per micro-step
+    grad_accum: int = Field(1, ge=1, le=1024)  # micro-steps per optimizer step
+    width: int = Field(512, ge=8, le=4096)
+    height: int = Field(768, ge=8, le=4096)
+    frames: int = Field(1, ge=1, le=32)  # stage 2: frames per sample (the motion modules' window)
+    stride: int = Field(1, ge=1, le=64)  # stage 2: every stride-th frame of the clip
+    mixed_precision: Precision = "no"  # bf16 / fp16 on GPUs; a CPU run uses "no" whatever this says
+    gradient_checkpointing: bool = False
+    use_8bit_adam: bool = False  # bitsandbytes' AdamW8bit, on a GPU only
+    offset_noise: float = Field(0.05, ge=0.0, le=1.0)
+    min_snr_gamma: float | None = Field(5.0, gt=0.0)  # None: plain MSE
+    cond_drop: float = Field(0.1, ge=0.0, le=1.0)  # zero CLIP context + no reference tokens (pose kept)
+    continuation: float = Field(0.0, ge=0.0, le=1.0)  # stage 2: share of samples whose frame 0 is given clean
+    kl_weight: float = Field(1e-6, ge=0.0)  # stage 0 (VAE) only
+    checkpoint_every: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(2, ge=1, le=1000)
+    validate_every: int = Field(0, ge=0)  # 0: only at the end of the stage
+    val_clips: int = Field(2, ge=0, le=64)
+    val_frames: int = Field(16, ge=1, le=256)
+    val_steps: int = Field(10, ge=1, le=200)
+    val_guidance: float = Field(1.0, ge=0.0)
+    max_bad_steps: int = Field(10, ge=1)  # NaN/inf losses in a row before the run stops
+    workers: int = Field(0, ge=0, le=64)  # data-loading processes per training process
+    cache_clips: int = Field(64, ge=0)  # decoded clips kept in memory per loading process
+
+
+class TrainInit(_Strict):
+    """Where a training run's weights start: local paths (relative to this file's folder) or
+    ``hf://OWNER/REPO[/SUBFOLDER]`` / ``hf://OWNER/REPO/FILE`` from the hub's cache. Unset parts are
+    random at ``train.size``."""
+
+    base: str | None = None  # an SD-1.5 folder (unet/, vae/, image_encoder/): both UNets start from its UNet
+    vae: str | None = None  # e.g. hf://stabilityai/sd-vae-ft-mse (then stage 0 is skipped)
+    image_encoder: str | None = None  # e.g. hf://lambdalabs/sd-image-variations-diffusers/image_encoder
+    motion: str | None = None  # AnimateDiff motion modules, e.g. hf://guoyww/animatediff/mm_sd_v15_v2.ckpt
+    pipeline: str | None = None  # a whole pipeline folder (an earlier run's, or `convert`'s)
+
+
+class Train(_Strict):
+    size: Literal["tiny", "puppet", "full"] = "full"  # the model's shapes when starting from random weights
+    init: TrainInit = TrainInit()
+    output: str = Field("animate-anyone", pattern=r"^[A-Za-z0-9_.-]+$")  # DATA_ROOT/models/NAME[-stageK]
+    snapshot: str = "latest"
+    seed: int = 0
+    processes: int = Field(1, ge=1, le=1024)  # >1: `accelerate launch` with this many processes
+    accelerate_config: str | None = None  # an accelerate config file (multi-GPU, DeepSpeed ZeRO-2)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    use_gpu_slot: bool | None = None  # None: take a "gpu" slot when training on a GPU
+    stage0: TrainStage | None = None  # the VAE, for models trained from scratch (the puppet world)
+    stage1: TrainStage | None = TrainStage(steps=30000, lr=1e-5, batch=4, width=768, height=768)
+    stage2: TrainStage | None = TrainStage(steps=10000, lr=1e-5, batch=1, width=512, height=512, frames=24,
+                                           stride=4)
+
+    def stages(self) -> dict[int, TrainStage]:
+        return {k: s for k, s in ((0, self.stage0), (1, self.stage1), (2, self.stage2)) if s is not None}
+
+
 class PipelineConfig(_Strict):
     name: str = ""
     base_dir: str = ""  # the pipelines file's folder: relative paths in it are taken from there
@@ -207,6 +275,7 @@ class PipelineConfig(_Strict):
     pose: Pose = Pose()
     select: Select = Select()
     animate: Animate = Animate()
+    train: Train = Train()
     gpu_slots: int = Field(1, ge=1, le=64)  # size of the global concurrency limit "gpu" (pose, animate, train)
 
 

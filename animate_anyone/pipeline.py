@@ -23,7 +23,8 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from animate_anyone.errors import PermanentError
-from animate_anyone.models.reference_attention import ReferenceBank, install_reference_attention
+from animate_anyone.models.denoiser import AnimateModel
+from animate_anyone.models.reference_attention import ReferenceBank
 
 COMPONENTS = ("vae", "image_encoder", "feature_extractor", "reference_unet", "unet", "pose_guider", "scheduler")
 
@@ -82,7 +83,9 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.pose_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_normalize=False)
         self.reference_bank = ReferenceBank()
-        install_reference_attention(reference_unet, unet, self.reference_bank)
+        # the conditioning shared with training (`models.denoiser`): ReferenceNet → bank, pose
+        # guider → after conv_in, rows choose each video's reference (-1: none)
+        self.denoiser = AnimateModel(reference_unet, unet, pose_guider, self.reference_bank)
 
     # --- inputs -----------------------------------------------------------------------------------
 
@@ -172,9 +175,7 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         # 2. Reference: CLIP embedding and latent; the ReferenceNet runs once, at timestep 0, with
         #    the conditional embedding, and its self-attention inputs fill the bank.
         embeds, ref_latents = self.encode_reference(reference_image, height, width, device, dtype)
-        self.reference_bank.clear()
-        self.reference_unet(ref_latents, torch.zeros((), device=device), encoder_hidden_states=embeds,
-                            return_dict=False)
+        self.denoiser.write_reference(ref_latents, embeds)
         # 3. Conditioning per denoiser batch: [unconditional videos, conditional videos].
         #    Unconditional = zero CLIP embedding, no reference tokens (bank row -1), pose kept.
         cond_context = torch.cat([torch.zeros_like(embeds), embeds]) if do_cfg else embeds
@@ -227,12 +228,10 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         n, copies = len(group), (2 if do_cfg else 1)
         # (n, 4, W, h, w): windows side by side in the batch
         x = torch.stack([latents[0, :, w] for w in group])
-        pose = self.pose_guider(torch.cat([pose_pixels[w] for w in group]))  # (n·W, C0, h, w)
-        length = len(group[0])
-        pose = pose.reshape(n, length, *pose.shape[1:]).permute(0, 2, 1, 3, 4)  # (n, C0, W, h, w)
-        self.reference_bank.rows = rows.repeat_interleave(n)  # [uncond × n, cond × n]
-        pred = self.unet(torch.cat([x] * copies), t, cond_context.repeat_interleave(n, dim=0),
-                         pose_features=torch.cat([pose] * copies), return_dict=False)[0]
+        pose = torch.cat([pose_pixels[w] for w in group])  # (n·W, 3, H, W), windows in order
+        # rows [uncond × n, cond × n]: the unconditional copies read no reference, the pose is kept
+        pred = self.denoiser(torch.cat([x] * copies), t, torch.cat([pose] * copies),
+                             cond_context.repeat_interleave(n, dim=0), rows.repeat_interleave(n))
         if do_cfg:
             uncond, cond = pred.chunk(2)
             pred = uncond + guidance_scale * (cond - uncond)

@@ -1,6 +1,6 @@
 """The main job: every stage of a named pipeline in order: ingest, poses, training-clip selection,
-then (when the pipeline names a pose source) one animation. The configuration is loaded once
-here and passed down."""
+training (when the pipeline configures stages), then (when the pipeline names a pose source) one
+animation. The configuration is loaded once here and passed down."""
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
@@ -11,17 +11,21 @@ from flows.animate import animate_flow
 from flows.common import resolve_config
 from flows.ingest import run_ingest
 from flows.pose import run_extract_poses, select_task
+from flows.train import train_flow
 
 
 @flow(name="pipeline")
 def run_pipeline(pipeline: str | None = None, config: str | None = None, cfg: PipelineConfig | None = None,
-                 data_root: str | None = None) -> dict:
-    """Run pipeline ``pipeline`` end to end: ingest, pose extraction, selection, animation."""
+                 data_root: str | None = None, max_train_steps: int | None = None) -> dict:
+    """Run pipeline ``pipeline`` end to end: ingest, pose extraction, selection, training, animation.
+    ``max_train_steps`` caps every training stage (a quick look; a later run continues)."""
     cfg = resolve_config(cfg, pipeline, config, data_root=data_root)
     summary = {"ingest": run_ingest(cfg)}
     summary["pose"] = run_extract_poses(cfg)
     summary["select"] = select_task(str(DataRoot.from_uri(cfg.data_root).path), cfg.dataset, cfg.select.where,
                                     cfg.select.splits, cfg.name)
+    if cfg.train.stages() and summary["select"]["num_clips"]:
+        summary["train"] = train_flow(cfg=cfg, snapshot=summary["select"]["snapshot_id"], max_steps=max_train_steps)
     if cfg.animate.pose:
         summary["animate"] = animate_flow(cfg=cfg)
     get_run_logger().info("pipeline %s finished", cfg.name)

@@ -82,9 +82,17 @@ class ReferenceReadProcessor(_Processor):
     """On the denoiser: keys and values are the block's own tokens followed by the reference's."""
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, **_):
-        reference = self.bank.features.get(self.name)
+        if encoder_hidden_states is not None:
+            return self._plain(attn, hidden_states, encoder_hidden_states, attention_mask)
         rows = self.bank.rows
-        if reference is None or rows is None or encoder_hidden_states is not None:
+        if rows is None:  # silently attending without the reference would train a model that ignores it
+            raise RuntimeError(f"{self.name}: the reference bank's rows are not set; call the denoiser through "
+                               "AnimateModel (rows -1 = no reference)")
+        reference = self.bank.features.get(self.name)
+        if reference is None:
+            if bool((rows >= 0).any()):
+                raise RuntimeError(f"{self.name}: rows {rows.tolist()} ask for reference tokens, but the "
+                                   "ReferenceNet wrote none for this block (run write_reference first)")
             return self._plain(attn, hidden_states, encoder_hidden_states, attention_mask)
         # hidden_states: (B·F, L, C), videos in order, frames within a video consecutive
         frames = hidden_states.shape[0] // rows.shape[0]

@@ -59,8 +59,25 @@ CLIP_POSE_SUMMARY = pa.schema([
     ("model", pa.string()), ("pose_version", pa.string()), ("extracted_at", TS),
 ])
 
+# one row per training run of one stage (rewritten as it goes: running → finished | failed)
+TRAIN_RUNS = pa.schema([
+    ("run_id", pa.string()), ("pipeline", pa.string()), ("stage", pa.int8()), ("snapshot_id", pa.string()),
+    ("config", pa.string()),  # the stage's and the run's resolved settings, JSON
+    ("code_version", pa.string()), ("started_at", TS), ("ended_at", TS), ("start_step", pa.int64()),
+    ("final_step", pa.int64()), ("steps", pa.int64()), ("status", pa.string()), ("output", pa.string()),
+    ("error", pa.string()),
+])
+
+# one row per optimizer step of a run; val_* only on the steps that validated
+TRAIN_METRICS = pa.schema([
+    ("run_id", pa.string()), ("stage", pa.int8()), ("step", pa.int64()), ("loss", F32), ("lr", F32),
+    ("grad_norm", F32), ("samples_per_s", F32), ("memory_mb", F32),
+    ("val_psnr", F32), ("val_ssim", F32), ("val_psnr_still", F32), ("val_ssim_still", F32),
+])
+
 SCHEMAS: dict[str, pa.Schema] = {"sources": SOURCES, "shots": SHOTS, "clips": CLIPS, "failures": FAILURES,
-                                 "pose_frames": POSE_FRAMES, "clip_pose_summary": CLIP_POSE_SUMMARY}
+                                 "pose_frames": POSE_FRAMES, "clip_pose_summary": CLIP_POSE_SUMMARY,
+                                 "train_runs": TRAIN_RUNS, "train_metrics": TRAIN_METRICS}
 
 # Parquet settings per table (DESIGN.md §3, measured in benchmarks/pose_tables.py): float lists
 # without dictionary encoding and with byte-stream split; row groups of 64 Ki rows.

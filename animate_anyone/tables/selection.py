@@ -41,7 +41,7 @@ def select_clips(ds: Dataset, where: str, splits: list[str], pipeline: str = "",
     digest = sha256_json(pairs)
     snap = {"snapshot_id": "s" + sha256_json([dataset, pairs])[:15], "dataset": dataset, "pipeline": pipeline,
             "where": where, "splits": list(splits), "num_clips": len(pairs), "clips_sha256": digest,
-            "clip_ids": [p[0] for p in pairs], "created_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+            "clip_ids": [p[0] for p in pairs], "clip_sha256": dict(pairs), "created_at": dt.datetime.now(dt.timezone.utc).isoformat()}
     folder = snapshots_dir(ds)
     path = folder / f"{snap['snapshot_id']}.json"
     with ds.lock():

@@ -138,7 +138,13 @@ def test_read_processor_without_reference_tokens_is_plain_self_attention():
         expected = attn(x)
         bank = ReferenceBank()
         proc = ReferenceReadProcessor(bank, "blk")
-        assert torch.allclose(proc(attn, x), expected, atol=1e-6)  # empty bank
+        with pytest.raises(RuntimeError, match="rows are not set"):  # never a silent fallback
+            proc(attn, x)
+        bank.rows = torch.tensor([0, -1])
+        with pytest.raises(RuntimeError, match="wrote none"):
+            proc(attn, x)
+        bank.rows = torch.tensor([-1, -1])
+        assert torch.allclose(proc(attn, x), expected, atol=1e-6)  # empty bank, nobody reads it
         bank.store("blk", torch.randn(1, 16, 32))
         bank.rows = torch.tensor([-1, -1])  # two videos of 3 frames, neither reads the reference
         assert torch.allclose(proc(attn, x), expected, atol=1e-6)

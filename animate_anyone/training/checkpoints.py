@@ -1,0 +1,78 @@
+"""Training checkpoints: atomic folders `step-NNNNNNNN/` under a run's folder, the last N kept.
+
+A checkpoint holds accelerate's state (model, optimizer, LR scheduler, RNG states) and
+`trainer.json` (step, the NaN streak, the metrics so far). It is written under a temporary name
+and renamed into place, so a crash or a full disk during a save leaves the previous checkpoint as
+the newest complete one; only complete folders are ever resumed from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from animate_anyone.errors import PermanentError
+
+class CheckpointSaveError(PermanentError):
+    """A checkpoint could not be written (a full disk, no permission); the previous one is kept."""
+
+
+PATTERN = re.compile(r"^step-(\d{8})$")
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    run_dir = Path(run_dir)
+    found = [p for p in run_dir.glob("step-*") if PATTERN.match(p.name) and (p / "trainer.json").is_file()]
+    return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))
+
+
+def latest(run_dir: Path) -> Path | None:
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save(accelerator, run_dir: Path, step: int, trainer: dict, keep: int) -> Path:
+    """Save on every process (accelerate gathers), rename on the main one; prune to ``keep``."""
+    run_dir = Path(run_dir)
+    final = run_dir / f"step-{step:08d}"
+    tmp = run_dir / f".step-{step:08d}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (tmp / "trainer.json").write_text(json.dumps(trainer))
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+    except BaseException as exc:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            kept = latest(run_dir)
+            raise CheckpointSaveError(
+                f"cannot save the step {step} checkpoint in {run_dir} ({exc.strerror or exc}); "
+                + (f"the previous checkpoint {kept.name} is intact" if kept else "no earlier checkpoint exists"),
+                "checkpoint_failed") from exc
+        raise
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        for old in checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load(accelerator, path: Path) -> dict:
+    accelerator.load_state(str(path))
+    return json.loads((Path(path) / "trainer.json").read_text())
+
+
+def remove_temporary(run_dir: Path) -> None:
+    """Leftovers of saves that a crash interrupted."""
+    for p in Path(run_dir).glob(".step-*.tmp"):
+        shutil.rmtree(p, ignore_errors=True)

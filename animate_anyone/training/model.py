@@ -1,0 +1,201 @@
+"""The model a training stage starts from, and which of its parameters train.
+
+Stage 0 trains the VAE (puppet world only: production starts from sd-vae-ft-mse). Stage 1 trains
+the denoising UNet's spatial layers, the ReferenceNet and the pose guider; stage 2 only the motion
+modules (DESIGN.md §4). Everything else is frozen, and so are the ReferenceNet's tensors that can
+never get a gradient (its last block after `norm1`: nothing reads them), which AdamW would
+otherwise decay for nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from animate_anyone.errors import ConfigError, PermanentError
+
+
+class TrainModelError(PermanentError):
+    """The starting weights or the training size do not fit the model."""
+
+
+def resolve_weights(spec: str, field: str, base_dir: Path | None, want: str) -> Path:
+    """A local path (relative to ``base_dir``) or ``hf://OWNER/REPO[/SUB…]`` from the hub's cache.
+    ``want``: "file" (a checkpoint) or "dir" (a diffusers folder)."""
+    if spec.startswith("hf://"):
+        parts = spec[len("hf://"):].strip("/").split("/")
+        if len(parts) < 2:
+            raise ConfigError(f"{field}: {spec!r} is not hf://OWNER/REPO[/PATH]")
+        repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
+        try:
+            from huggingface_hub import hf_hub_download, snapshot_download
+
+            if want == "file":
+                return Path(hf_hub_download(repo_id=repo, filename=sub))
+            # a subfolder, or a diffusers repo's configs and the parts training reads (never its big .ckpt files)
+            patterns = [f"{sub}/*"] if sub else ["*.json", "unet/*", "vae/*", "image_encoder/*", "feature_extractor/*"]
+            root = Path(snapshot_download(repo_id=repo, allow_patterns=patterns))
+            return root / sub if sub else root
+        except Exception as exc:  # offline, missing, refused: one clear message
+            raise TrainModelError(f"{field}: cannot get {spec} (not in the Hugging Face cache and the hub is "
+                                  f"unreachable or refused: {type(exc).__name__}). Download it where there is "
+                                  f"internet, or give a local path", "missing_weights") from exc
+    path = Path(spec).expanduser()
+    path = path if path.is_absolute() or base_dir is None else Path(base_dir) / path
+    ok = path.is_file() if want == "file" else path.is_dir()
+    if not ok:
+        raise TrainModelError(f"{field}: no {'file' if want == 'file' else 'folder'} {path}", "missing_weights")
+    return path
+
+
+def initial_components(train, base_dir: Path | None, start: Path | None = None) -> dict:
+    """The components a stage starts from: ``start`` (the previous stage's pipeline folder) if
+    given, else ``train.init.pipeline``, else random at ``train.size`` with the ``init`` parts loaded."""
+    from animate_anyone.models.sizes import build_components, zero_motion_outputs
+    from animate_anyone.pipeline import load_components
+
+    init = train.init
+    if start is None and init.pipeline:
+        start = resolve_weights(init.pipeline, "train.init.pipeline", base_dir, "dir")
+    if start is not None:
+        return load_components(start)
+    components = build_components(train.size, seed=train.seed)
+    zero_motion_outputs(components["unet"])  # fresh temporal layers start as the identity
+    if init.base:
+        _load_base(components, resolve_weights(init.base, "train.init.base", base_dir, "dir"))
+    if init.vae:
+        from diffusers import AutoencoderKL
+
+        components["vae"] = AutoencoderKL.from_pretrained(resolve_weights(init.vae, "train.init.vae", base_dir, "dir"))
+    if init.image_encoder:
+        from transformers import CLIPVisionModelWithProjection
+
+        path = resolve_weights(init.image_encoder, "train.init.image_encoder", base_dir, "dir")
+        components["image_encoder"] = CLIPVisionModelWithProjection.from_pretrained(path)
+    for name in ("vae", "image_encoder", "reference_unet", "unet", "pose_guider"):
+        components[name].eval()
+    return components
+
+
+def load_motion(components: dict, spec: str, base_dir: Path | None) -> None:
+    """AnimateDiff motion modules (e.g. mm_sd_v15_v2.ckpt) into the denoiser, keys checked."""
+    from animate_anyone.models.convert import import_motion_modules, load_checkpoint
+
+    path = resolve_weights(spec, "train.init.motion", base_dir, "file")
+    import_motion_modules(components["unet"], load_checkpoint(path), str(path))
+
+
+def _load_base(components: dict, base: Path) -> None:
+    """SD-1.5's UNet into both UNets (the ReferenceNet without its output head), its VAE and, when
+    the folder has one, its image encoder."""
+    from diffusers import UNet2DConditionModel
+
+    from animate_anyone.models.convert import check_keys
+
+    sd = UNet2DConditionModel.from_pretrained(base / "unet").state_dict()
+    for name in ("reference_unet", "unet"):
+        target = components[name]
+        expected = {k: v.shape for k, v in target.state_dict().items()
+                    if "motion_modules" not in k and not k.endswith(".pe")}
+        state = {k: v for k, v in sd.items() if k in expected}
+        check_keys(f"{base / 'unet'} → {name}", state, expected)
+        target.load_state_dict(state, strict=False)
+    if (base / "vae" / "config.json").is_file():
+        from diffusers import AutoencoderKL
+
+        components["vae"] = AutoencoderKL.from_pretrained(base / "vae")
+    if (base / "image_encoder" / "config.json").is_file():
+        from transformers import CLIPVisionModelWithProjection
+
+        components["image_encoder"] = CLIPVisionModelWithProjection.from_pretrained(base / "image_encoder")
+
+
+def check_size(components: dict, width: int, height: int, where: str) -> None:
+    """Refuse a training size the model cannot take, naming the multiple it needs."""
+    vae = components["vae"]
+    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    unet_scale = 2 ** (len(components["unet"].config.block_out_channels) - 1)
+    step = vae_scale * unet_scale
+    if width % step or height % step:
+        raise TrainModelError(f"{where}: {width}x{height} cannot be trained: width and height must be multiples of "
+                              f"{step} (VAE ×{vae_scale} then UNet ×{unet_scale})", "bad_resolution")
+    guider = components["pose_guider"].downscale
+    if guider != vae_scale:
+        raise TrainModelError(f"the pose guider downsamples ×{guider} but the VAE ×{vae_scale}", "bad_model")
+
+
+def never_trained(reference_unet) -> set[str]:
+    """ReferenceNet parameters that get no gradient: nothing downstream of them reaches a bank entry."""
+    from animate_anyone.models.reference_attention import ReferenceBank, install_reference_attention
+
+    probe = ReferenceBank(dtype=None)
+    names = install_reference_attention(reference_unet, _Null(reference_unet), probe)
+    cfg = reference_unet.config
+    scale = 2 ** (len(cfg.block_out_channels) - 1)
+    x = torch.randn(1, cfg.in_channels, 4 * scale, 4 * scale)  # several tokens at every level
+    ctx = torch.randn(1, 1, cfg.cross_attention_dim)
+    was = {n: p.requires_grad for n, p in reference_unet.named_parameters()}
+    for p in reference_unet.parameters():
+        p.requires_grad_(True)
+        p.grad = None
+    reference_unet(x, torch.zeros(1, dtype=torch.long), encoder_hidden_states=ctx, return_dict=False)
+    # a random projection of every entry (a plain sum would not do: a LayerNorm's outputs sum to a
+    # constant, so its input would look gradient-free)
+    g = torch.Generator().manual_seed(0)
+    sum((probe.features[n] * torch.randn(probe.features[n].shape, generator=g)).sum() for n in names).backward()
+    dead = {n for n, p in reference_unet.named_parameters() if p.grad is None}  # not in the graph at all
+    for n, p in reference_unet.named_parameters():
+        p.grad = None
+        p.requires_grad_(was[n])
+    return dead
+
+
+class _Null:
+    """Stands in for the denoiser when only the ReferenceNet's write processors are wanted."""
+
+    def __init__(self, unet):
+        self._unet = unet
+
+    def named_modules(self):
+        return self._unet.named_modules()
+
+    @property
+    def attn_processors(self):
+        return {}
+
+    def set_attn_processor(self, processors):
+        pass
+
+
+def set_trainable(stage: int, components: dict) -> dict[str, list[str]]:
+    """Freeze everything, then unfreeze what ``stage`` trains; returns the trained names per part."""
+    for name in ("vae", "image_encoder", "reference_unet", "unet", "pose_guider"):
+        components[name].requires_grad_(False)
+    trained: dict[str, list[str]] = {}
+    if stage == 0:
+        parts = {"vae": lambda n: True}
+    elif stage == 1:
+        dead = never_trained(components["reference_unet"])
+        parts = {"unet": lambda n: "motion_modules" not in n, "reference_unet": lambda n: n not in dead,
+                 "pose_guider": lambda n: True}
+    else:
+        parts = {"unet": lambda n: "motion_modules" in n}
+    for part, keep in parts.items():
+        names = [n for n, p in components[part].named_parameters() if keep(n)]
+        for n, p in components[part].named_parameters():
+            p.requires_grad_(keep(n))
+        trained[part] = names
+    return trained
+
+
+@torch.no_grad()
+def set_latent_scale(vae, frames: list[torch.Tensor], per_clip: int = 16) -> float:
+    """Set the VAE's ``scaling_factor`` to 1 / std of its latents on ``frames`` ((N, 3, H, W) in
+    [-1, 1] each), so the diffusion stages see unit-variance latents (SD's 0.18215 was found so)."""
+    picked = torch.cat([f[:: max(1, len(f) // per_clip)] for f in frames])
+    latents = torch.cat([vae.encode(picked[i:i + 32].to(vae.device, vae.dtype)).latent_dist.mean
+                         for i in range(0, len(picked), 32)])
+    scale = float(1.0 / latents.float().std())
+    vae.register_to_config(scaling_factor=scale)
+    return scale

@@ -1,0 +1,194 @@
+"""The train use case: a pipeline's configured stages, in order, from a selection snapshot.
+
+Stage k starts from stage k-1's pipeline folder (`DATA_ROOT/models/OUTPUT-stage<k-1>`), or from
+`train.init` for the first stage run. A stage's run id is derived from what decides its result:
+the snapshot's content, the stage's settings, the run's settings and the starting weights'
+fingerprint. Its checkpoints live in `DATA_ROOT/checkpoints/RUN_ID/`, so running the same thing
+again resumes it (after a crash, a kill or a Prefect retry) or, when it finished, skips it. The
+last stage's folder is also `DATA_ROOT/models/OUTPUT` (a link), which `animate --model OUTPUT`
+loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from filelock import FileLock
+
+from animate_anyone.errors import PermanentError
+from animate_anyone.ids import sha256_json
+from animate_anyone.training.loop import StageJob, run_stage
+
+TRAIN_VERSION = "1"  # bump when the loop's results change for the same inputs
+
+
+class TrainInputError(PermanentError):
+    """A train request cannot run as asked; the message says what to change."""
+
+
+def parse_stages(spec: str | int | None, cfg) -> list[int]:
+    """``all`` (every configured stage), or one stage number that the pipeline configures."""
+    configured = sorted(cfg.train.stages())
+    if spec is None or str(spec) == "all":
+        if not configured:
+            raise TrainInputError(f"pipeline {cfg.name!r} configures no training stage (train.stage0/1/2)", "no_stage")
+        return configured
+    try:
+        stage = int(spec)
+    except ValueError:
+        raise TrainInputError(f"--stage must be 0, 1, 2 or all; got {spec!r}", "bad_option") from None
+    if stage not in (0, 1, 2):
+        raise TrainInputError(f"--stage must be 0, 1, 2 or all; got {spec!r}", "bad_option")
+    if stage not in configured:
+        raise TrainInputError(f"pipeline {cfg.name!r} has no train.stage{stage} section; configured: "
+                              f"{configured or 'none'}", "no_stage")
+    return [stage]
+
+
+def models_dir(cfg) -> Path:
+    from animate_anyone.tables.io import DataRoot
+
+    return DataRoot.from_uri(cfg.data_root).path / "models"
+
+
+def stage_output(cfg, stage: int) -> Path:
+    return models_dir(cfg) / f"{cfg.train.output}-stage{stage}"
+
+
+def start_of(cfg, stage: int) -> Path | None:
+    """The folder stage ``stage`` starts from: the previous configured stage's output, if any."""
+    before = [k for k in cfg.train.stages() if k < stage]
+    if not before:
+        return None
+    prev = stage_output(cfg, before[-1])
+    if not (prev / "model_index.json").is_file():
+        raise TrainInputError(f"stage {stage} starts from stage {before[-1]}'s model, and {prev} does not exist yet; "
+                              f"run `animate-anyone train --stage {before[-1]}` (or --stage all) first", "missing_stage")
+    return prev
+
+
+def plan_stage(cfg, stage: int, snapshot: dict, max_steps: int | None = None, resume: bool = True) -> StageJob:
+    """The job of one stage (its starting weights must exist: run the stages in order)."""
+    from animate_anyone.pipeline import model_fingerprint
+    from animate_anyone.tables.io import DataRoot
+
+    start = start_of(cfg, stage)
+    stage_cfg = cfg.train.stages()[stage].model_dump()
+    train_cfg = cfg.train.model_dump()
+    decides = {"version": TRAIN_VERSION, "stage": stage, "snapshot": snapshot["clips_sha256"], "stage_cfg": stage_cfg,
+               "train": {k: train_cfg[k] for k in ("size", "init", "seed")},
+               "start": model_fingerprint(start) if start else None}
+    run_id = f"{cfg.name}-s{stage}-" + sha256_json(decides)[:12]
+    root = DataRoot.from_uri(cfg.data_root).path
+    return StageJob(data_root=str(root), dataset=cfg.dataset, pipeline=cfg.name, stage=stage, stage_cfg=stage_cfg,
+                    train_cfg=train_cfg, base_dir=cfg.base_dir, snapshot=snapshot, run_id=run_id,
+                    run_dir=str(root / "checkpoints" / run_id), start=str(start) if start else None,
+                    output=str(stage_output(cfg, stage)), max_steps=max_steps, resume=resume)
+
+
+def finished(job: StageJob) -> dict | None:
+    """The stage's summary if its output folder is this run's, trained to the wanted step."""
+    manifest = Path(job.output) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    trained = json.loads(manifest.read_text()).get("source", {}).get("trained", {})
+    want = job.stage_cfg["steps"] if job.max_steps is None else min(job.stage_cfg["steps"], job.max_steps)
+    if trained.get("run_id") == job.run_id and trained.get("step", -1) >= want:
+        return {"stage": job.stage, "run_id": job.run_id, "step": trained["step"], "output": job.output, "cached": True}
+    return None
+
+
+def run_stage_job(job: StageJob, processes: int = 1, accelerate_config: str | None = None, progress=None,
+                  stream=None) -> dict:
+    """One stage, in this process or under `accelerate launch` with ``processes`` processes (its
+    output passed line by line to ``stream``). One run per run id at a time: another waits."""
+    Path(job.run_dir).mkdir(parents=True, exist_ok=True)
+    with FileLock(str(Path(job.run_dir) / ".lock")):
+        done = finished(job) if job.resume else None
+        if done:
+            return done
+        if processes <= 1 and not accelerate_config:
+            return run_stage(job, progress)
+        return launch(job, processes, accelerate_config, stream)
+
+
+def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=None) -> dict:
+    """`accelerate launch -m animate_anyone.training.launch JOB` as a subprocess (no shell)."""
+    job_file = Path(job.run_dir) / "job.json"
+    job_file.write_text(job.to_json())
+    result = Path(job.run_dir) / "result.json"
+    result.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
+           "--num_machines", "1", "--main_process_port", str(_free_port())]
+    if accelerate_config:
+        cmd += ["--config_file", str(accelerate_config)]
+    if job.train_cfg["device"] == "cpu" or not _has_cuda():
+        cmd += ["--cpu", "--num_cpu_threads_per_process", str(max(1, (os.cpu_count() or 2) // processes))]
+    cmd += ["-m", "animate_anyone.training.launch", str(job_file), str(result)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    tail: list[str] = []
+    for line in proc.stdout:
+        tail = (tail + [line.rstrip()])[-30:]
+        if stream:
+            stream(line.rstrip())
+    if proc.wait() != 0 or not result.is_file():
+        raise PermanentError(f"stage {job.stage} under accelerate launch ({processes} processes) exited with "
+                             f"{proc.returncode}:\n" + "\n".join(tail), "train_failed")
+    return json.loads(result.read_text())
+
+
+def train_device(cfg) -> str:
+    """Where the pipeline trains: its ``train.device``, ``auto`` meaning a GPU when there is one."""
+    return cfg.train.device if cfg.train.device != "auto" else ("cuda" if _has_cuda() else "cpu")
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def link_final(cfg, stage: int) -> Path:
+    """``models/OUTPUT`` → ``OUTPUT-stage<k>`` (a relative link, replaced atomically)."""
+    from animate_anyone.files import temp_name
+
+    target = stage_output(cfg, stage)
+    link = models_dir(cfg) / cfg.train.output
+    tmp = temp_name(link)
+    os.symlink(target.name, tmp)
+    if link.exists() and not link.is_symlink():
+        import shutil
+
+        shutil.rmtree(link)
+    os.replace(tmp, link)
+    return link
+
+
+def train(cfg, stage: str | int | None = "all", snapshot_id: str | None = None, resume: bool = True,
+          max_steps: int | None = None, progress=None, stream=None) -> dict:
+    """Train ``cfg``'s stages (``all`` or one) on a snapshot (default: the pipeline's, ``latest``)."""
+    from animate_anyone.tables.io import Dataset
+    from animate_anyone.tables.selection import load_snapshot
+
+    if max_steps is not None and max_steps < 1:
+        raise TrainInputError(f"--max-steps must be at least 1; got {max_steps}", "bad_option")
+    stages = parse_stages(stage, cfg)
+    snapshot = load_snapshot(Dataset.of(cfg), snapshot_id or cfg.train.snapshot)
+    results = []
+    for k in stages:
+        job = plan_stage(cfg, k, snapshot, max_steps, resume)
+        results.append(run_stage_job(job, cfg.train.processes, cfg.train.accelerate_config, progress, stream))
+    link = link_final(cfg, stages[-1]) if stages[-1] == max(cfg.train.stages()) else None
+    return {"snapshot_id": snapshot["snapshot_id"], "stages": results, "model": str(link or results[-1]["output"])}

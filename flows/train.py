@@ -1,0 +1,91 @@
+"""The `train` flow: the library's train use case, one cached task per stage.
+
+A stage task is cached on its run id (the snapshot's content, the stage's settings, the run's
+settings and the starting weights' fingerprint) and the step cap; it holds a slot of the global
+concurrency limit `gpu` when it trains on a GPU, and a retry resumes from the stage's newest
+checkpoint. With `train.processes` > 1 it runs `accelerate launch` as a subprocess and streams its
+output into the task's log. The loss curve and the validation video become artifacts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_image_artifact, create_markdown_artifact
+from prefect.concurrency.sync import concurrency
+
+from animate_anyone.config import PipelineConfig
+from animate_anyone.tables.io import DataRoot, Dataset
+from animate_anyone.tables.selection import load_snapshot
+from animate_anyone.training import run as lib
+from animate_anyone.training.loop import StageJob
+from flows.common import GPU_LIMIT, cached_task_options, ensure_gpu_limit, resolve_config
+
+
+def _key(_ctx, params) -> str:
+    job = StageJob.from_json(params["job"])
+    return f"train-{job.run_id}-{job.max_steps}"
+
+
+def _log_progress(logger):
+    def start(first: int, end: int, stage: int):
+        every = max(1, (end - first) // 20)
+
+        def on_step(step: int, row: dict) -> None:
+            if step % every == 0 or step == end:
+                logger.info("stage %d step %d/%d loss %.4f (%.1f samples/s)", stage, step, end, row["loss"],
+                            row["samples_per_s"])
+        return on_step
+    return start
+
+
+@task(name="train-stage", cache_key_fn=_key, retries=1, retry_delay_seconds=5)
+def stage_task(job: str, processes: int, accelerate_config: str | None, gpu: bool) -> dict:
+    logger = get_run_logger()
+    stage_job = StageJob.from_json(job)
+    args = (stage_job, processes, accelerate_config, _log_progress(logger), logger.info)
+    if gpu:
+        with concurrency(GPU_LIMIT, occupy=1, strict=True):
+            return lib.run_stage_job(*args)
+    return lib.run_stage_job(*args)
+
+
+def _artifacts(summary: dict) -> None:
+    run_dir = Path(summary.get("output", "")).parent.parent / "checkpoints" / summary["run_id"]
+    lines = [f"# stage {summary['stage']}: {summary['run_id']}", "",
+             f"- steps: {summary['step']}", f"- model: `{summary['output']}`"]
+    if summary.get("val_psnr") is not None:
+        lines.append(f"- validation PSNR {summary['val_psnr']:.2f} dB (still reference {summary['val_psnr_still']:.2f}), "
+                     f"SSIM {summary['val_ssim']:.3f} ({summary['val_ssim_still']:.3f})")
+    if summary.get("val_video"):
+        lines.append(f"- validation video (real | pose | generated): `{summary['val_video']}`")
+    if (run_dir / "loss.png").is_file():
+        lines.append(f"- loss curve: `{run_dir / 'loss.png'}`")
+        create_image_artifact(image_url=(run_dir / "loss.png").resolve().as_uri(),
+                              key=f"loss-{summary['run_id']}".lower().replace("_", "-").replace(".", "-")[:100])
+    create_markdown_artifact("\n".join(lines), key=f"train-{summary['run_id']}".lower().replace("_", "-").replace(".", "-")[:100])
+
+
+@flow(name="train")
+def train_flow(pipeline: str | None = None, config: str | None = None, cfg: PipelineConfig | None = None,
+               data_root: str | None = None, stage: str = "all", snapshot: str | None = None, resume: bool = True,
+               max_steps: int | None = None, refresh: bool = False) -> dict:
+    """Train the pipeline's configured stages in order on a selection snapshot."""
+    logger = get_run_logger()
+    cfg = resolve_config(cfg, pipeline, config, data_root=data_root)
+    stages = lib.parse_stages(stage, cfg)
+    snap = load_snapshot(Dataset.of(cfg), snapshot or cfg.train.snapshot)
+    device = lib.train_device(cfg)
+    gpu = cfg.train.use_gpu_slot if cfg.train.use_gpu_slot is not None else device.startswith("cuda")
+    if gpu:
+        ensure_gpu_limit(cfg.gpu_slots)
+    opts = cached_task_options(DataRoot.from_uri(cfg.data_root), refresh)
+    results = []
+    for k in stages:
+        job = lib.plan_stage(cfg, k, snap, max_steps, resume)
+        logger.info("stage %d: run %s on snapshot %s (%d clips)", k, job.run_id, snap["snapshot_id"], snap["num_clips"])
+        summary = stage_task.with_options(**opts)(job.to_json(), cfg.train.processes, cfg.train.accelerate_config, gpu)
+        _artifacts(summary)
+        results.append(summary)
+    link = lib.link_final(cfg, stages[-1]) if stages[-1] == max(cfg.train.stages()) else None
+    return {"snapshot_id": snap["snapshot_id"], "stages": results, "model": str(link or results[-1]["output"])}

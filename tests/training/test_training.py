@@ -1,0 +1,219 @@
+"""Training on a real (small) data root: samples, what trains, exact resume, bad states, tables."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from animate_anyone.config import load_config
+from animate_anyone.tables import DataRoot, query, refresh_catalog
+from animate_anyone.tables.io import Dataset
+from animate_anyone.tables.selection import load_snapshot
+from animate_anyone.training import data, run
+from animate_anyone.training.loop import TrainingStopped
+
+CONFIG = """
+default: t
+pipelines:
+  t:
+    data_root: {root}
+    dataset: demo
+    train:
+      size: tiny
+      output: tiny
+      device: cpu
+      stage0: {{steps: 4, lr: 1.0e-3, batch: 2, width: 32, height: 64, checkpoint_every: 2, val_clips: 1, val_frames: 3}}
+      stage1: {{steps: 6, lr: 1.0e-3, batch: 2, width: 32, height: 64, checkpoint_every: 3, val_clips: 1, val_frames: 3, val_steps: 2{extra1}}}
+      stage2: {{steps: 4, lr: 1.0e-3, batch: 1, width: 32, height: 64, frames: 4, stride: 2, continuation: 0.5, checkpoint_every: 2, val_clips: 1, val_frames: 5, val_steps: 2}}
+"""
+
+
+def make_config(tmp_path: Path, root: Path, extra1: str = "") -> Path:
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(CONFIG.format(root=root, extra1=extra1))
+    return path
+
+
+def weights(folder: Path, part: str) -> dict[str, torch.Tensor]:
+    return load_file(str(next((folder / part).glob("*.safetensors"))))
+
+
+def test_samples_crop_resize_and_draw_like_inference(train_root):
+    ds = Dataset(train_root, "demo")
+    snap = load_snapshot(ds)
+    clips = data.snapshot_clips(ds, snap)
+    store = data.ClipStore(ds, 32, 64)
+    samples = data.TrainSamples(clips, store, seed=0, frames=4, stride=2)
+    item = samples[(3, 1)]
+    assert item["pixels"].shape == (4, 3, 64, 32) and item["poses"].shape == (4, 3, 64, 32)
+    assert item["reference"].shape == (3, 64, 32) and -1 <= float(item["pixels"].min()) <= float(item["pixels"].max()) <= 1
+    # the same key is the same sample, whichever process asks; another key is another sample
+    again = samples[(3, 1)]
+    assert torch.equal(item["pixels"], again["pixels"]) and int(item["seed"]) == int(again["seed"])
+    assert int(samples[(3, 2)]["seed"]) != int(item["seed"])
+    clip, target, ref, _ = samples.pick(3, 1)
+    assert target == list(range(target[0], target[0] + 7, 2)) and ref not in target
+    assert min(abs(ref - t) for t in target) > max(1, clip.num_frames // 8)
+    # the pose image is the inference drawing of the truth, cropped and resized with the frame:
+    # the neck (between the shoulders) is drawn where the truth puts it
+    box = data.crop_box(clip.width, clip.height, 32, 64)
+    from animate_anyone.pose.render import read_clip_poses
+
+    _, people = read_clip_poses(ds.root, clip.clip_id)
+    kp = people[target[0]][0][0] * np.array([clip.width, clip.height])
+    neck = (kp[5] + kp[6]) / 2
+    sx, sy = 32 / (box[2] - box[0]), 64 / (box[3] - box[1])
+    x, y = int((neck[0] - box[0]) * sx), int((neck[1] - box[1]) * sy)
+    pose = item["poses"][0].permute(1, 2, 0).numpy()
+    assert pose[max(0, y - 1):y + 2, max(0, x - 1):x + 2].max() > 0.3  # something drawn at the neck
+    assert pose[:4, :4].max() < 0.05  # and the corner is empty
+
+
+def test_a_clip_whose_bytes_changed_is_an_error_naming_it(train_root):
+    ds = Dataset(train_root, "demo")
+    clips = data.snapshot_clips(ds, load_snapshot(ds))
+    path = Path(clips[0].path)
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(data.TrainDataError, match=f"clip {clips[0].clip_id}: .* changed since it was ingested"):
+        data.ClipStore(ds, 32, 64).get(clips[0])
+
+
+def test_each_stage_trains_exactly_its_parameters():
+    from animate_anyone.models.sizes import build_components
+    from animate_anyone.training.model import never_trained, set_trainable
+
+    c = build_components("tiny")
+    dead = never_trained(c["reference_unet"])
+    # the last transformer block after norm1 and its proj_out: nothing reads them
+    tail = "up_blocks.1.attentions.1."
+    assert all(n.startswith(tail) for n in dead)
+    assert {f"{tail}proj_out.weight", f"{tail}transformer_blocks.0.attn1.to_out.0.weight"} <= dead
+    assert f"{tail}transformer_blocks.0.norm1.weight" not in dead
+    trained = set_trainable(1, c)
+    unet = {n for n, p in c["unet"].named_parameters() if p.requires_grad}
+    assert unet and not any("motion_modules" in n for n in unet)
+    assert {n for n, p in c["reference_unet"].named_parameters() if not p.requires_grad} == dead
+    assert all(p.requires_grad for p in c["pose_guider"].parameters())
+    assert not any(p.requires_grad for k in ("vae", "image_encoder") for p in c[k].parameters())
+    set_trainable(2, c)
+    assert {n for n, p in c["unet"].named_parameters() if p.requires_grad} == \
+        {n for n, _ in c["unet"].named_parameters() if "motion_modules" in n}
+    assert not any(p.requires_grad for k in ("reference_unet", "pose_guider", "vae") for p in c[k].parameters())
+    assert len(trained["pose_guider"]) == len(list(c["pose_guider"].parameters()))
+
+
+@pytest.mark.slow
+def test_all_stages_train_save_and_a_rerun_skips_them(train_root, tmp_path):
+    cfg = load_config("t", make_config(tmp_path, train_root))
+    result = run.train(cfg)
+    assert [s["stage"] for s in result["stages"]] == [0, 1, 2]
+    root = DataRoot.from_uri(train_root)
+    for s in result["stages"]:
+        assert (Path(s["output"]) / "model_index.json").is_file() and np.isfinite(s["loss"])
+        assert Path(s["val_video"]).is_file()
+    # stage 1 started from stage 0's VAE; stage 2 changed only the motion modules
+    assert torch.equal(weights(root.path / "models/tiny-stage0", "vae")["decoder.conv_out.weight"],
+                       weights(root.path / "models/tiny-stage1", "vae")["decoder.conv_out.weight"])
+    s1, s2 = weights(root.path / "models/tiny-stage1", "unet"), weights(root.path / "models/tiny-stage2", "unet")
+    changed = {k for k in s1 if not torch.equal(s1[k], s2[k])}
+    assert changed and all("motion_modules" in k for k in changed)
+    assert Path(result["model"]).resolve() == (root.path / "models/tiny-stage2").resolve()
+    # the tables: one row per run, one per step, in the catalog
+    refresh_catalog(root)
+    runs = query(root, "SELECT stage, status, final_step, steps FROM train_runs ORDER BY stage").to_pylist()
+    assert runs == [{"stage": 0, "status": "finished", "final_step": 4, "steps": 4},
+                    {"stage": 1, "status": "finished", "final_step": 6, "steps": 6},
+                    {"stage": 2, "status": "finished", "final_step": 4, "steps": 4}]
+    per_run = query(root, "SELECT stage, count(*) AS n, max(step) AS last, count(val_psnr) AS val FROM train_metrics "
+                          "GROUP BY stage ORDER BY stage").to_pylist()
+    assert per_run == [{"stage": 0, "n": 4, "last": 4, "val": 1}, {"stage": 1, "n": 6, "last": 6, "val": 1},
+                       {"stage": 2, "n": 4, "last": 4, "val": 1}]
+    again = run.train(cfg)
+    assert all(s.get("cached") for s in again["stages"])
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_to_the_same_weights_and_losses(train_root, tmp_path):
+    """Stage 1 for 6 steps at once, against 2 steps, stop, then the rest (bitwise on a CPU)."""
+    import shutil
+
+    cfg = load_config("t", make_config(tmp_path, train_root, ", checkpoint_every: 2"))
+    run.train(cfg, stage=0)
+    snap = load_snapshot(Dataset.of(cfg))
+    job = run.plan_stage(cfg, 1, snap)
+    once = run.run_stage_job(job)
+    ref = weights(Path(job.output), "unet")
+    ref_losses = [r["loss"] for r in json.loads((Path(job.run_dir) / "step-00000006/trainer.json").read_text())["metrics"]]
+    shutil.rmtree(job.run_dir)
+    shutil.rmtree(job.output)
+    first = run.run_stage_job(run.plan_stage(cfg, 1, snap, max_steps=3))
+    assert first["step"] == 3
+    # a crash mid-save leaves a temporary folder behind; the resume ignores and removes it
+    (Path(job.run_dir) / ".step-00000004.tmp").mkdir()
+    rest = run.run_stage_job(run.plan_stage(cfg, 1, snap))
+    assert rest["step"] == 6 and not (Path(job.run_dir) / ".step-00000004.tmp").exists()
+    got = weights(Path(job.output), "unet")
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    losses = [r["loss"] for r in json.loads((Path(job.run_dir) / "step-00000006/trainer.json").read_text())["metrics"]]
+    assert losses == ref_losses
+    assert [p.name for p in sorted(Path(job.run_dir).glob("step-*"))] == ["step-00000004", "step-00000006"]  # keep 2
+
+
+@pytest.mark.slow
+def test_non_finite_losses_skip_steps_then_stop_with_the_last_checkpoint(train_root, tmp_path, monkeypatch):
+    from animate_anyone.training import objective
+
+    cfg = load_config("t", make_config(tmp_path, train_root, ", max_bad_steps: 3"))
+    run.train(cfg, stage=0)
+    real = objective.diffusion_loss
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        loss, info = real(*args, **kwargs)
+        calls["n"] += 1
+        # step 2 alone is NaN (skipped, the run goes on); from step 4 on, inf every time
+        return (loss * float("nan") if calls["n"] == 2 else loss * float("inf") if calls["n"] >= 4 else loss), info
+
+    monkeypatch.setattr(objective, "diffusion_loss", flaky)
+    with pytest.raises(TrainingStopped, match="3 non-finite losses in a row"):
+        run.train(cfg, stage=1)
+    job = run.plan_stage(cfg, 1, load_snapshot(Dataset.of(cfg)))
+    trainer = json.loads((Path(job.run_dir) / "step-00000003/trainer.json").read_text())
+    assert trainer["step"] == 3 and trainer["bad_total"] == 1  # steps 1 and 3 trained, 2 skipped
+    assert [m["step"] for m in trainer["metrics"]] == [1, 3]
+    root = DataRoot.from_uri(train_root)
+    failed = query(root, "SELECT stage, item_id, reason FROM failures").to_pylist()
+    assert failed == [{"stage": "train", "item_id": job.run_id, "reason": "non_finite_loss"}]
+    status = query(root, f"SELECT status FROM train_runs WHERE run_id = '{job.run_id}'").to_pylist()
+    assert status == [{"status": "failed"}]
+
+
+def test_bad_requests_say_what_to_change(train_root, tmp_path):
+    cfg = load_config("t", make_config(tmp_path, train_root))
+    with pytest.raises(run.TrainInputError, match="stage 2 starts from stage 1's model"):
+        run.train(cfg, stage=2)
+    with pytest.raises(run.TrainInputError, match="--stage must be 0, 1, 2 or all"):
+        run.parse_stages("3", cfg)
+    with pytest.raises(run.TrainInputError, match="--max-steps must be at least 1"):
+        run.train(cfg, max_steps=0)
+    bad = load_config("t", make_config(tmp_path, train_root).parent / "pipelines.yaml")
+    bad = bad.model_copy(update={"train": bad.train.model_copy(update={
+        "stage0": bad.train.stage0.model_copy(update={"width": 36})})})
+    from animate_anyone.training.model import TrainModelError
+
+    with pytest.raises(TrainModelError, match=r"train.stage0: 36x64 cannot be trained: width and height must be multiples of 16 \(VAE ×8 then UNet ×2\)"):
+        run.train(bad, stage=0)
+
+
+def test_an_empty_snapshot_is_refused(train_root, tmp_path):
+    from animate_anyone.tables.selection import select_clips
+
+    ds = Dataset(train_root, "demo")
+    snap = select_clips(ds, "FALSE", ["train"], "t")
+    cfg = load_config("t", make_config(tmp_path, train_root))
+    with pytest.raises(data.TrainDataError, match="has no clips"):
+        run.train(cfg, stage=0, snapshot_id=snap["snapshot_id"])
