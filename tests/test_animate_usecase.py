@@ -32,7 +32,7 @@ def _plan(cfg, files, **kw):
 
 def test_none_takes_the_pipeline_value_and_zero_stays_zero(cfg, files):
     job = _plan(cfg, files)
-    assert (job.frames, job.height, job.steps, job.guidance) == (96, 128, 8, 3.5)
+    assert (job.frames, job.height, job.steps, job.guidance) == (96, 112, 20, 1.0)
     assert job.retarget is False  # the demo's retarget applies to keypoints, not to a pose video
     assert _plan(cfg, files, guidance=0.0).guidance == 0.0
     assert _plan(cfg, files, seed=0).seed == 0

@@ -15,21 +15,8 @@ from animate_anyone.tables.io import Dataset
 from animate_anyone.tables.selection import load_snapshot
 from animate_anyone.training import data, run
 from animate_anyone.training.loop import TrainingStopped
+from train_data import CONFIG
 
-CONFIG = """
-default: t
-pipelines:
-  t:
-    data_root: {root}
-    dataset: demo
-    train:
-      size: tiny
-      output: tiny
-      device: cpu
-      stage0: {{steps: 4, lr: 1.0e-3, batch: 2, width: 32, height: 64, checkpoint_every: 2, val_clips: 1, val_frames: 3}}
-      stage1: {{steps: 6, lr: 1.0e-3, batch: 2, width: 32, height: 64, checkpoint_every: 3, val_clips: 1, val_frames: 3, val_steps: 2{extra1}}}
-      stage2: {{steps: 4, lr: 1.0e-3, batch: 1, width: 32, height: 64, frames: 4, stride: 2, continuation: 0.5, checkpoint_every: 2, val_clips: 1, val_frames: 5, val_steps: 2}}
-"""
 
 
 def make_config(tmp_path: Path, root: Path, extra1: str = "") -> Path:
@@ -145,7 +132,7 @@ def test_a_stopped_run_resumes_to_the_same_weights_and_losses(train_root, tmp_pa
     run.train(cfg, stage=0)
     snap = load_snapshot(Dataset.of(cfg))
     job = run.plan_stage(cfg, 1, snap)
-    once = run.run_stage_job(job)
+    run.run_stage_job(job)
     ref = weights(Path(job.output), "unet")
     ref_losses = [r["loss"] for r in json.loads((Path(job.run_dir) / "step-00000006/trainer.json").read_text())["metrics"]]
     shutil.rmtree(job.run_dir)
