@@ -166,6 +166,11 @@ def test_config(tmp_path) -> Path:
     demo["ingest"]["download"]["retries"] = {"attempts": 3, "backoff_s": 0.05, "max_backoff_s": 0.2, "jitter": 0.2}
     demo["sources"]["puppets"].update({"count": 2, "seed": 3, "width": 256, "height": 448, "seconds": 12})
     demo["data_root"] = str(tmp_path / "data")
+    # training at the smallest size, two steps a stage; animate with a random model unless trained
+    demo["animate"].update(model="tiny-random", height=64)
+    tiny = {"steps": 2, "batch": 2, "width": 32, "height": 64, "val_clips": 1, "val_frames": 3, "val_steps": 2}
+    demo["train"].update(size="tiny", stage0=dict(tiny), stage1=dict(tiny),
+                         stage2=dict(tiny, batch=1, frames=4, stride=2))
     cfg["pipelines"]["test"] = demo
     cfg["default"] = "test"
     path = tmp_path / "pipelines.yaml"
