@@ -117,26 +117,34 @@ def run_stage_job(job: StageJob, processes: int = 1, accelerate_config: str | No
 
 
 def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=None) -> dict:
-    """`accelerate launch -m animate_anyone.training.launch JOB` as a subprocess (no shell)."""
+    """The stage's processes as a subprocess (no shell): `accelerate launch` on GPUs (with
+    ``accelerate_config``: multi-GPU, several nodes, DeepSpeed); on a CPU `torchrun` (gloo), since
+    accelerate's own CPU launcher needs MPI. Accelerate picks either up from the environment."""
     job_file = Path(job.run_dir) / "job.json"
     job_file.write_text(job.to_json())
     result = Path(job.run_dir) / "result.json"
     result.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-           "--num_machines", "1", "--main_process_port", str(_free_port())]
-    if accelerate_config:
-        cmd += ["--config_file", str(accelerate_config)]
+    entry = ["-m", "animate_anyone.training.launch", str(job_file), str(result)]
+    port = str(_free_port())
     if job.train_cfg["device"] == "cpu" or not _has_cuda():
-        cmd += ["--cpu", "--num_cpu_threads_per_process", str(max(1, (os.cpu_count() or 2) // processes))]
-    cmd += ["-m", "animate_anyone.training.launch", str(job_file), str(result)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_port", port, *entry]
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // processes)),
+               "ACCELERATE_USE_CPU": "true"}
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
+               "--main_process_port", port]
+        cmd += ["--config_file", str(accelerate_config)] if accelerate_config else ["--multi_gpu"] * (processes > 1)
+        cmd += entry
+        env = dict(os.environ)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
     tail: list[str] = []
     for line in proc.stdout:
         tail = (tail + [line.rstrip()])[-30:]
         if stream:
             stream(line.rstrip())
     if proc.wait() != 0 or not result.is_file():
-        raise PermanentError(f"stage {job.stage} under accelerate launch ({processes} processes) exited with "
+        raise PermanentError(f"stage {job.stage} with {processes} processes ({cmd[2]}) exited with "
                              f"{proc.returncode}:\n" + "\n".join(tail), "train_failed")
     return json.loads(result.read_text())
 
