@@ -157,7 +157,8 @@ class AnimateAnyonePipeline(DiffusionPipeline):
 
         height, width: output size (multiples of 8; default: the pose frames' size). With
         `first_frame` (UniAnimate-style continuation) the video starts from that image: frame 0 is
-        held to it at every step, so a long video can be extended from its last frame.
+        its clean latent at every step (what stage 2 trains with `continuation`), so a long video
+        can be extended from its last frame.
         `callback(step, num_steps)` is called after every denoising step.
         """
         # 1. Check inputs and resolve sizes.
@@ -192,14 +193,13 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         anchor = None
         if first_frame is not None:
             anchor = self.encode_reference(_pil(first_frame), height, width, device, dtype)[1][:, :, None]
-            anchor_noise = randn_tensor(anchor.shape, generator=generator, device=device, dtype=dtype)
 
         # 5. Denoise: every window's prediction, averaged per frame, then one DDIM step for all.
         windows = sliding_windows(num_frames, window, overlap)
         weights = window_weights(num_frames, windows).to(device, dtype)[None, None, :, None, None]
         for step, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            if anchor is not None:  # continuation: frame 0 is the given frame, noised to level t
-                latents[:, :, :1] = self.scheduler.add_noise(anchor, anchor_noise, t.reshape(1))
+            if anchor is not None:  # continuation (UniAnimate): frame 0 is the given frame, clean, as
+                latents[:, :, :1] = anchor  # training's `continuation` samples teach it
             noise_pred = torch.zeros_like(latents)
             for i in range(0, len(windows), window_batch_size):
                 group = windows[i:i + window_batch_size]

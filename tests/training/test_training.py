@@ -232,3 +232,15 @@ def test_two_processes_give_what_one_gives_with_the_same_global_batch(train_root
     start = build_components("tiny", seed=0)["unet"].state_dict()
     assert max(float((a[k] - start[k]).abs().max()) for k in a if "motion_modules" not in k) > 1e-4  # it trained
     assert abs(results[1]["stages"][0]["loss"] - results[2]["stages"][0]["loss"]) < 1e-6
+
+
+def test_the_shipped_accelerate_configs_load(tmp_path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    repo = Path(__file__).resolve().parents[2]
+    kinds = {Path(f).stem: load_config_from_file(str(f)) for f in sorted((repo / "infra" / "accelerate").glob("*.yaml"))}
+    assert {k: (c.distributed_type.value, c.num_processes) for k, c in kinds.items()} == {
+        "1gpu": ("NO", 1), "8gpu": ("MULTI_GPU", 8), "deepspeed_zero2": ("DEEPSPEED", 8), "multinode": ("MULTI_GPU", 16)}
+    assert kinds["deepspeed_zero2"].deepspeed_config["zero_stage"] == 2
+    production = load_config("production")
+    assert (repo / production.train.accelerate_config).is_file()
