@@ -95,7 +95,7 @@ def build(job: StageJob, accelerator):
     train, stage = Train.model_validate(job.train_cfg), TrainStage.model_validate(job.stage_cfg)
     base = Path(job.base_dir) if job.base_dir else None
     components = model.initial_components(train, base, Path(job.start) if job.start else None)
-    if job.stage == 2 and train.init.motion and job.start is None:
+    if job.stage == 2 and train.init.motion:  # stage 1 never trains them: AnimateDiff's start stage 2
         model.load_motion(components, train.init.motion, base)
     where = f"train.stage{job.stage}"
     model.check_size(components, stage.width, stage.height, where)

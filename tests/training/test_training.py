@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,53 @@ def test_the_shipped_accelerate_configs_load(tmp_path):
     assert kinds["deepspeed_zero2"].deepspeed_config["zero_stage"] == 2
     production = load_config("production")
     assert (repo / production.train.accelerate_config).is_file()
+
+
+def test_starting_weights_load_from_local_folders_and_hub_ids(moore_tiny, tmp_path, monkeypatch):
+    """train.init: an SD-style folder's UNet into both UNets, and AnimateDiff-layout motion modules
+    from a local file and from hf://OWNER/REPO/FILE (the hub's cache, offline)."""
+    import huggingface_hub.constants as hub
+    from diffusers import UNet2DConditionModel
+
+    from animate_anyone.config import Train
+    from animate_anyone.models.sizes import TINY_UNET
+    from animate_anyone.training.model import initial_components, load_motion
+
+    base = tmp_path / "sd15"
+    torch.manual_seed(5)
+    sd = UNet2DConditionModel(**TINY_UNET)
+    sd.save_pretrained(base / "unet")
+    for part in ("vae", "image_encoder"):
+        shutil.copytree(moore_tiny["base"] / part, base / part)
+    train = Train(size="tiny", init={"base": "sd15"})
+    c = initial_components(train, tmp_path)
+    want = sd.state_dict()
+    ref = c["reference_unet"].state_dict()
+    assert all(torch.equal(ref[k], want[k]) for k in ref)
+    den = c["unet"].state_dict()
+    spatial = [k for k in den if "motion_modules" not in k and not k.endswith(".pe")]
+    assert all(torch.equal(den[k], want[k]) for k in spatial)
+    # motion modules: a local file, then the same file as a hub id from the local cache
+    mm = tmp_path / "mm_sd_v15_v2.ckpt"
+    torch.save(moore_tiny["mm"], mm)
+    load_motion(c, "mm_sd_v15_v2.ckpt", tmp_path)
+    key = next(k for k in moore_tiny["mm"] if k.endswith("attention_blocks.0.to_q.weight"))
+    from animate_anyone.models.convert import motion_key
+
+    assert torch.equal(c["unet"].state_dict()[motion_key(key)], moore_tiny["mm"][key])
+    snap = tmp_path / "hub" / "models--guoyww--animatediff" / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    shutil.copy(mm, snap / "mm_sd_v15_v2.ckpt")
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    fresh = initial_components(Train(size="tiny"), tmp_path)
+    load_motion(fresh, "hf://guoyww/animatediff/mm_sd_v15_v2.ckpt", None)
+    assert torch.equal(fresh["unet"].state_dict()[motion_key(key)], moore_tiny["mm"][key])
+    from animate_anyone.training.model import TrainModelError
+
+    with pytest.raises(TrainModelError, match="hf://guoyww/animatediff/absent.ckpt .*not in the Hugging Face cache"):
+        load_motion(fresh, "hf://guoyww/animatediff/absent.ckpt", None)
+    with pytest.raises(TrainModelError, match="train.init.base: no folder"):
+        initial_components(Train(size="tiny", init={"base": "nowhere"}), tmp_path)
