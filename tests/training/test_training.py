@@ -120,6 +120,9 @@ def test_all_stages_train_save_and_a_rerun_skips_them(train_root, tmp_path):
                           "GROUP BY stage ORDER BY stage").to_pylist()
     assert per_run == [{"stage": 0, "n": 4, "last": 4, "val": 1}, {"stage": 1, "n": 6, "last": 6, "val": 1},
                        {"stage": 2, "n": 4, "last": 4, "val": 1}]
+    # accelerate's TensorBoard tracker wrote event files for each stage
+    assert all(list((Path(s["output"]).parent.parent / "checkpoints" / s["run_id"] / "logs").rglob("events.out.*"))
+               for s in result["stages"])
     again = run.train(cfg)
     assert all(s.get("cached") for s in again["stages"])
 
@@ -295,3 +298,32 @@ def test_starting_weights_load_from_local_folders_and_hub_ids(moore_tiny, tmp_pa
         load_motion(fresh, "hf://guoyww/animatediff/absent.ckpt", None)
     with pytest.raises(TrainModelError, match="train.init.base: no folder"):
         initial_components(Train(size="tiny", init={"base": "nowhere"}), tmp_path)
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(train_root, tmp_path, monkeypatch):
+    import errno
+
+    from accelerate import Accelerator
+
+    from animate_anyone.training.checkpoints import CheckpointSaveError
+
+    cfg = load_config("t", make_config(tmp_path, train_root))
+    real = Accelerator.save_state
+    saves = {"n": 0}
+
+    def filling(self, output_dir=None, **kwargs):
+        saves["n"] += 1
+        if saves["n"] == 2:  # the step-4 save: write a little, then the disk is full
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(output_dir) / "model.safetensors").write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, output_dir, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", filling)
+    with pytest.raises(CheckpointSaveError, match="cannot save the step 4 checkpoint .*No space left on device.*"
+                                                  "the previous checkpoint step-00000002 is intact"):
+        run.train(cfg, stage=0)
+    job = run.plan_stage(cfg, 0, load_snapshot(Dataset.of(cfg)))
+    assert [p.name for p in Path(job.run_dir).iterdir() if p.name.startswith((".step", "step"))] == ["step-00000002"]
+    monkeypatch.setattr(Accelerator, "save_state", real)
+    assert run.train(cfg, stage=0)["stages"][0]["step"] == 4  # room again: it resumes and finishes
