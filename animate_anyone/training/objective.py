@@ -50,7 +50,9 @@ def diffusion_loss(model, frozen: dict, batch: dict, stage, device) -> tuple[tor
     b, f = pixels.shape[:2]
     # 1. Latents of the target frames and the reference, and the reference's CLIP embedding.
     latents = encode_latents(vae, pixels.flatten(0, 1))  # (B·F, 4, h, w)
-    latents = latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4).float()  # (B, 4, F, h, w)
+    # (B, 4, F, h, w), contiguous: torch 2.13's CPU backward through the motion modules crashes
+    # (SIGSEGV) on the permuted view
+    latents = latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4).float().contiguous()
     ref_latents = encode_latents(vae, batch["reference"].to(device)).float()  # (B, 4, h, w)
     embeds = clip_embeddings(frozen["image_encoder"], frozen["feature_extractor"], batch["reference"].to(device))
     # 2. Each sample's draws from its own generator: timestep, noise (+ offset noise), dropout.

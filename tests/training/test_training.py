@@ -327,3 +327,26 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(train_root, tmp_
     assert [p.name for p in Path(job.run_dir).iterdir() if p.name.startswith((".step", "step"))] == ["step-00000002"]
     monkeypatch.setattr(Accelerator, "save_state", real)
     assert run.train(cfg, stage=0)["stages"][0]["step"] == 4  # room again: it resumes and finishes
+
+
+def test_a_puppet_size_motion_step_runs_backward():
+    """Stage 2 at the demo's size through the real loss: a permuted (non-contiguous) latent once
+    crashed torch's CPU backward with SIGSEGV here, which the tiny size never showed."""
+    from animate_anyone.config import TrainStage
+    from animate_anyone.models.denoiser import AnimateModel
+    from animate_anyone.models.sizes import build_components, zero_motion_outputs
+    from animate_anyone.training.model import set_trainable
+    from animate_anyone.training.objective import diffusion_loss
+
+    c = build_components("puppet")
+    zero_motion_outputs(c["unet"])
+    set_trainable(2, c)
+    model = AnimateModel(c["reference_unet"], c["unet"], c["pose_guider"])
+    stage = TrainStage(width=64, height=112, batch=2, frames=8, stride=2, continuation=0.5)
+    g = torch.Generator().manual_seed(0)
+    batch = {"pixels": torch.rand(2, 8, 3, 112, 64, generator=g) * 2 - 1, "poses": torch.rand(2, 8, 3, 112, 64, generator=g),
+             "reference": torch.rand(2, 3, 112, 64, generator=g) * 2 - 1, "seed": torch.tensor([3, 4])}
+    loss, _ = diffusion_loss(model, c, batch, stage, "cpu")
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert torch.isfinite(loss) and grads and all(g is not None for g in grads)
