@@ -136,60 +136,65 @@ def stage_speeds(data_root: Path, pipeline: str) -> list[dict]:
         GROUP BY ALL ORDER BY r.stage""").to_pylist()
 
 
-def gpu(peak_tflops: float) -> dict:
+def _gpu_stage(stage_no: int, stage, dev, peak_tflops: float) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from animate_anyone.config import TrainStage
     from animate_anyone.models.denoiser import AnimateModel
     from animate_anyone.models.sizes import build_components, zero_motion_outputs
     from animate_anyone.training.model import set_trainable
     from animate_anyone.training.objective import diffusion_loss
+
+    c = build_components("full", seed=0)
+    zero_motion_outputs(c["unet"])
+    set_trainable(stage_no, c)
+    for name in ("unet", "reference_unet"):
+        c[name].enable_gradient_checkpointing()
+    for name in ("vae", "image_encoder", "reference_unet", "unet", "pose_guider"):
+        c[name].to(dev)
+    model = AnimateModel(c["reference_unet"], c["unet"], c["pose_guider"])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    b, f = stage.batch, stage.frames
+    batch = {"pixels": torch.rand(b, f, 3, stage.height, stage.width) * 2 - 1,
+             "poses": torch.rand(b, f, 3, stage.height, stage.width),
+             "reference": torch.rand(b, 3, stage.height, stage.width) * 2 - 1, "seed": torch.arange(b)}
+    torch.cuda.reset_peak_memory_stats()
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss, _ = diffusion_loss(model, c, batch, stage, dev)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    with FlopCounterMode(display=False) as counter:
+        step()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    sec = (time.perf_counter() - t0) / 5
+    flops = counter.get_total_flops()
+    return {"stage": stage_no, "batch": b, "frames": f, "size": [stage.width, stage.height],
+            "seconds_per_step": round(sec, 3), "samples_per_s": round(b / sec, 2),
+            "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "tflops_per_step": round(flops / 1e12, 1), "mfu": round(flops / sec / (peak_tflops * 1e12), 3)}
+
+
+def gpu(peak_tflops: float) -> dict:
+    import torch
+
+    from animate_anyone.config import TrainStage
 
     assert torch.cuda.is_available(), "gpu: no CUDA device"
     dev = torch.device("cuda")
     out = {"machine": {**machine(), "gpu": torch.cuda.get_device_name(0)}, "stages": []}
     for stage_no, stage in ((1, TrainStage(batch=4, width=512, height=768, gradient_checkpointing=True)),
                             (2, TrainStage(batch=1, width=512, height=512, frames=24, gradient_checkpointing=True))):
-        c = build_components("full", seed=0)
-        zero_motion_outputs(c["unet"])
-        set_trainable(stage_no, c)
-        for name in ("unet", "reference_unet"):
-            c[name].enable_gradient_checkpointing()
-        for name in ("vae", "image_encoder", "reference_unet", "unet", "pose_guider"):
-            c[name].to(dev)
-        model = AnimateModel(c["reference_unet"], c["unet"], c["pose_guider"])
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-        b, f = stage.batch, stage.frames
-        batch = {"pixels": torch.rand(b, f, 3, stage.height, stage.width) * 2 - 1,
-                 "poses": torch.rand(b, f, 3, stage.height, stage.width),
-                 "reference": torch.rand(b, 3, stage.height, stage.width) * 2 - 1, "seed": torch.arange(b)}
-        torch.cuda.reset_peak_memory_stats()
-
-        def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss, _ = diffusion_loss(model, c, batch, stage, dev)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        step()
-        with FlopCounterMode(display=False) as counter:
-            step()
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(5):
-            step()
-        torch.cuda.synchronize()
-        sec = (time.perf_counter() - t0) / 5
-        flops = counter.get_total_flops()
-        out["stages"].append({"stage": stage_no, "batch": b, "frames": f, "size": [stage.width, stage.height],
-                              "seconds_per_step": round(sec, 3), "samples_per_s": round(b / sec, 2),
-                              "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                              "tflops_per_step": round(flops / 1e12, 1),
-                              "mfu": round(flops / sec / (peak_tflops * 1e12), 3)})
+        out["stages"].append(_gpu_stage(stage_no, stage, dev, peak_tflops))
         print(json.dumps(out["stages"][-1]), flush=True)
-        del model, opt, c
         torch.cuda.empty_cache()
     return out
 
