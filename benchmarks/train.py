@@ -127,13 +127,18 @@ def stage_speeds(data_root: Path, pipeline: str) -> list[dict]:
 
     root = DataRoot.from_uri(data_root)
     refresh_catalog(root)
-    return query(root, f"""
-        SELECT r.stage, r.run_id, r.final_step AS steps, epoch(r.ended_at - r.started_at) AS seconds,
-               median(m.samples_per_s) AS samples_per_s, count(*) / epoch(r.ended_at - r.started_at) AS steps_per_s,
-               arg_max(m.val_psnr, m.step) AS val_psnr, arg_max(m.val_psnr_still, m.step) AS val_psnr_still
+    rows = query(root, f"""
+        SELECT r.stage, r.run_id, r.final_step AS steps, r.started_at, r.ended_at,
+               median(m.samples_per_s) AS samples_per_s,
+               arg_max(m.val_psnr, m.step) AS val_psnr, arg_max(m.val_psnr_still, m.step) AS val_psnr_still,
+               arg_max(m.val_ssim, m.step) AS val_ssim, arg_max(m.val_ssim_still, m.step) AS val_ssim_still
         FROM train_runs r JOIN train_metrics m USING (run_id)
         WHERE r.pipeline = '{pipeline}' AND r.status = 'finished'
-        GROUP BY ALL ORDER BY r.stage""").to_pylist()
+        GROUP BY r.stage, r.run_id, r.final_step, r.started_at, r.ended_at ORDER BY r.stage""").to_pylist()
+    for r in rows:  # wall clock of the stage (validation and saving included)
+        r["seconds"] = round((r.pop("ended_at") - r.pop("started_at")).total_seconds(), 1)
+        r["steps_per_s"] = round(r["steps"] / r["seconds"], 3)
+    return rows
 
 
 def _gpu_stage(stage_no: int, stage, dev, peak_tflops: float) -> dict:

@@ -99,7 +99,7 @@ def test_readme_convert_then_animate_runs_as_written(cli, moore_tiny, shared_fix
     for line in commands:
         res = cli(*line.split()[1:], timeout=900)
     out = probe(cli.cwd / "me_dancing.mp4", count_frames=True)
-    # the demo pipeline's defaults: 96 frames, 128 high; the 512x768 poses keep their aspect
+    # the demo pipeline's defaults: 96 frames, 112 high; the 512x768 poses keep their aspect
     assert (out.width, out.height, out.num_frames) == (72, 112, 96)  # the demo pipeline's height
     said = res.stdout.replace("\n", " ")
-    assert "RGBA (transparent): composited onto white" in said and "fitted inside 80x128" in said
+    assert "RGBA (transparent): composited onto white" in said and "fitted inside 72x112" in said
