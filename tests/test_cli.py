@@ -25,7 +25,7 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("cmd", [[], ["run"], ["ingest"], ["pose"], ["select"], ["render"], ["query"], ["puppets"],
-                                 ["animate"], ["convert"], ["new-model"]])
+                                 ["animate"], ["train"], ["convert"], ["new-model"]])
 def test_every_subcommand_has_help(cmd):
     result = runner.invoke(app, [*cmd, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
