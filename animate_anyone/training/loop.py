@@ -162,7 +162,7 @@ def run_stage(job: StageJob, progress=None) -> dict:
         start, end = trainer["step"], stage.steps if job.max_steps is None else min(stage.steps, job.max_steps)
         if accelerator.is_main_process:
             report.run_started(job, start)
-        if accelerator.trackers:
+        if accelerator.log_with:  # TensorBoard under RUN/logs/ (the trackers exist after this)
             accelerator.init_trackers(f"stage{job.stage}")
 
         # 2. The loop.
