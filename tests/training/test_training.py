@@ -183,6 +183,7 @@ def test_non_finite_losses_skip_steps_then_stop_with_the_last_checkpoint(train_r
     assert status == [{"status": "failed"}]
 
 
+@pytest.mark.slow
 def test_bad_requests_say_what_to_change(train_root, tmp_path):
     cfg = load_config("t", make_config(tmp_path, train_root))
     with pytest.raises(run.TrainInputError, match="stage 2 starts from stage 1's model"):
@@ -300,6 +301,7 @@ def test_starting_weights_load_from_local_folders_and_hub_ids(moore_tiny, tmp_pa
         initial_components(Train(size="tiny", init={"base": "nowhere"}), tmp_path)
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(train_root, tmp_path, monkeypatch):
     import errno
 
