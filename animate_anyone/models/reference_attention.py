@@ -131,8 +131,13 @@ def install_reference_attention(reference_unet, denoiser, bank: ReferenceBank) -
             f"unpaired: {missing[:8]}{' …' if len(missing) > 8 else ''}"
         )
     for unet, cls in ((reference_unet, ReferenceWriteProcessor), (denoiser, ReferenceReadProcessor)):
-        processors = dict(unet.attn_processors)
-        for name in ref_names:
-            processors[f"{name}.processor"] = cls(bank, name)
-        unet.set_attn_processor(processors)
+        set_processors(unet, cls, bank, ref_names)
     return ref_names
+
+
+def set_processors(unet, cls, bank: ReferenceBank, names: list[str]) -> None:
+    """``cls(bank, name)`` as the processor of each self-attention in ``names``; others kept."""
+    processors = dict(unet.attn_processors)
+    for name in names:
+        processors[f"{name}.processor"] = cls(bank, name)
+    unet.set_attn_processor(processors)

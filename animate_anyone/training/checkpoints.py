@@ -72,6 +72,11 @@ def load(accelerator, path: Path) -> dict:
     return json.loads((Path(path) / "trainer.json").read_text())
 
 
+def remove_all(run_dir: Path) -> None:
+    for p in checkpoints(run_dir):
+        shutil.rmtree(p)
+
+
 def remove_temporary(run_dir: Path) -> None:
     """Leftovers of saves that a crash interrupted."""
     for p in Path(run_dir).glob(".step-*.tmp"):

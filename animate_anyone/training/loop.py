@@ -155,10 +155,7 @@ def run_stage(job: StageJob, progress=None) -> dict:
         if newest is not None:
             trainer = checkpoints.load(accelerator, newest)
         elif not job.resume and accelerator.is_main_process:
-            for old in checkpoints.checkpoints(run_dir):
-                import shutil
-
-                shutil.rmtree(old)
+            checkpoints.remove_all(run_dir)  # --no-resume: start the run over
         start, end = trainer["step"], stage.steps if job.max_steps is None else min(stage.steps, job.max_steps)
         if accelerator.is_main_process:
             report.run_started(job, start)
@@ -173,7 +170,6 @@ def run_stage(job: StageJob, progress=None) -> dict:
             num_workers=stage.workers, persistent_workers=False)
         batches = iter(loader)
         bar = progress(start, end, job.stage) if progress and accelerator.is_main_process else None
-        frozen = {**components, "scheduler": components["scheduler"]}
         for step in range(start, end):
             t0 = time.perf_counter()
             bad, total = False, 0.0
@@ -182,7 +178,7 @@ def run_stage(job: StageJob, progress=None) -> dict:
                 sync = micro == stage.grad_accum - 1
                 ctx = contextlib.nullcontext() if sync else accelerator.no_sync(module)
                 with ctx, accelerator.autocast():
-                    loss, _ = loss_fn(module, frozen, batch, stage, accelerator.device)
+                    loss, _ = loss_fn(module, components, batch, stage, accelerator.device)
                 finite = bool(accelerator.gather(torch.isfinite(loss.detach()).float()[None]).min() > 0)
                 if not finite:  # every process skips together
                     bad = True

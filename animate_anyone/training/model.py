@@ -127,10 +127,12 @@ def check_size(components: dict, width: int, height: int, where: str) -> None:
 
 def never_trained(reference_unet) -> set[str]:
     """ReferenceNet parameters that get no gradient: nothing downstream of them reaches a bank entry."""
-    from animate_anyone.models.reference_attention import ReferenceBank, install_reference_attention
+    from animate_anyone.models.reference_attention import (ReferenceBank, ReferenceWriteProcessor,
+                                                           self_attention_names, set_processors)
 
     probe = ReferenceBank(dtype=None)
-    names = install_reference_attention(reference_unet, _Null(reference_unet), probe)
+    names = self_attention_names(reference_unet)
+    set_processors(reference_unet, ReferenceWriteProcessor, probe, names)  # record what the denoiser would read
     cfg = reference_unet.config
     scale = 2 ** (len(cfg.block_out_channels) - 1)
     x = torch.randn(1, cfg.in_channels, 4 * scale, 4 * scale)  # several tokens at every level
@@ -149,23 +151,6 @@ def never_trained(reference_unet) -> set[str]:
         p.grad = None
         p.requires_grad_(was[n])
     return dead
-
-
-class _Null:
-    """Stands in for the denoiser when only the ReferenceNet's write processors are wanted."""
-
-    def __init__(self, unet):
-        self._unet = unet
-
-    def named_modules(self):
-        return self._unet.named_modules()
-
-    @property
-    def attn_processors(self):
-        return {}
-
-    def set_attn_processor(self, processors):
-        pass
 
 
 def set_trainable(stage: int, components: dict) -> dict[str, list[str]]:
