@@ -22,8 +22,10 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/animate-anyone run demo
 
+# two workers (pytest-xdist): much of the suite waits on subprocesses and Prefect servers, and
+# CI has 2 cores; each worker starts its own temporary Prefect server
 test: install
-	$(BIN)/python -m pytest -q -m "not gpu"
+	$(BIN)/python -m pytest -q -n 2 -m "not gpu"
 
 # the inner loop: no subprocess CLI runs, no Prefect flows, nothing slow (under 2 minutes)
 test-fast: install

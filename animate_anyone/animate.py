@@ -84,6 +84,7 @@ class AnimateJob:
     data_root: str
     dataset: str
     pose_cfg: dict
+    size_given: bool = True  # width/height from the request (a ratio mismatch is an error), else the pipeline's
 
     def content(self) -> str:
         """What decides the poses: the inputs' bytes and the settings that shape them."""
@@ -132,9 +133,11 @@ def plan(cfg, request: AnimateRequest) -> AnimateJob:
     parse_colour(background)
     model = resolve_model(r.model, root.path, base, a.seed) if r.model is not None else \
         resolve_model(a.model, root.path, Path(cfg.base_dir or Path.cwd()), a.seed)
-    height = pick(r.height, a.height)
+    # the size: the request's --width/--height when it gives either, else the pipeline's pair
+    size_given = r.width is not None or r.height is not None
+    width, height = (r.width, r.height) if size_given else (a.width, a.height)
     frames = pick(r.frames, a.frames)
-    for name, value, low in (("--frames", frames, 1), ("--height", height, 8), ("--width", r.width, 8),
+    for name, value, low in (("--frames", frames, 1), ("--height", height, 8), ("--width", width, 8),
                              ("--steps", r.steps, 1), ("--guidance", r.guidance, 0), ("--fps", r.fps, 1e-6)):
         if value is not None and value < low:
             raise AnimateInputError(f"{name} must be at least {low:g}; got {value:g}", "bad_option")
@@ -148,11 +151,11 @@ def plan(cfg, request: AnimateRequest) -> AnimateJob:
             raise AnimateInputError(f"--audio-from: no such file {audio}", "missing_file")
     return AnimateJob(
         reference=str(reference), pose=str(pose), model=str(model), out=str(out.resolve()), retarget=bool(retarget),
-        frames=frames, height=height, width=r.width, steps=pick(r.steps, a.steps),
+        frames=frames, height=height, width=width, steps=pick(r.steps, a.steps),
         guidance=float(pick(r.guidance, a.guidance)), window=a.window, overlap=a.overlap, seed=pick(r.seed, a.seed),
         device=pick(r.device, a.device), dtype=a.dtype, fit=fit, background=background, fps=r.fps,
         audio_from=str(audio) if audio else None, data_root=str(root.path), dataset=cfg.dataset,
-        pose_cfg=cfg.pose.model_dump() | {"base_dir": cfg.base_dir})
+        pose_cfg=cfg.pose.model_dump() | {"base_dir": cfg.base_dir}, size_given=size_given)
 
 
 def resolve_sources(ds, reference: str | None, pose: str | None,
@@ -295,11 +298,16 @@ def load_poses(path: Path, frames: int | None = None) -> PoseSequence:
 
 # --- 3. generate ---------------------------------------------------------------------------------
 
+def same_ratio(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether two (width, height) sizes have the same aspect ratio within 2 %."""
+    return abs(b[0] / b[1] - a[0] / a[1]) <= 0.02 * (a[0] / a[1])
+
+
 def output_size(canvas: tuple[int, int], width: int | None, height: int | None, what: str) -> tuple[int, int]:
     """(width, height), multiples of 8, keeping the canvas's aspect ratio; a different ratio is refused."""
     cw, ch = canvas
     if width and height:
-        if abs(width / height - cw / ch) > 0.02 * (cw / ch):
+        if not same_ratio(canvas, (width, height)):
             raise AnimateInputError(f"{what} is {cw}×{ch} but --width/--height ask for {width}×{height}: the aspect "
                                     "ratio differs; give one of them, or a pose source of that shape", "size_mismatch")
     elif width:
@@ -335,7 +343,10 @@ def generate(job: AnimateJob, poses: Path, progress=None, grid: bool = True) -> 
         raise AnimateInputError(f"{seq.source} runs at {float(seq.fps):.3f} fps but {job.fps} fps was asked for; "
                                 "resample the poses first (frames are not dropped or repeated here)", "fps_mismatch")
     canvas = (seq.frames[0].shape[1], seq.frames[0].shape[0])
-    w, h = output_size(canvas, job.width, job.height, seq.source)
+    width = job.width
+    if not job.size_given and width and job.height and not same_ratio(canvas, (width, job.height)):
+        width = None  # the pipeline's pair fits its own clips; another pose source keeps its ratio
+    w, h = output_size(canvas, width, job.height, seq.source)
     ref, notes = read_reference(Path(job.reference), job.background)
     ref, note = fit_image(ref, (w, h), job.fit)
     notes += [note] if note else []

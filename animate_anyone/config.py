@@ -184,7 +184,10 @@ class Animate(_Strict):
     fit: Literal["pad", "crop", "stretch"] = "pad"  # a reference of another aspect ratio than the poses
     background: str = "white"  # what RGBA references are composited onto (a colour name or #rrggbb)
     frames: int | None = Field(None, ge=1)
-    # output height; the width follows the pose source's aspect ratio (None: the source's size)
+    # output size; with one of them the other follows the pose source's aspect ratio, with both
+    # that ratio must match within 2 % (None, None: the source's size). A --width or --height on
+    # the command line replaces this pair.
+    width: int | None = Field(None, ge=8)
     height: int | None = Field(None, ge=8)
     steps: int = Field(20, ge=1, le=1000)
     guidance: float = Field(3.5, ge=0)
@@ -221,6 +224,9 @@ class TrainStage(_Strict):
     cond_drop: float = Field(0.1, ge=0.0, le=1.0)  # zero CLIP context + no reference tokens (pose kept)
     continuation: float = Field(0.0, ge=0.0, le=1.0)  # stage 2: share of samples whose frame 0 is given clean
     kl_weight: float = Field(1e-6, ge=0.0)  # stage 0 (VAE) only
+    # stage 0: the L1 weight of pixels near the drawn pose (the person) against the rest; the
+    # puppets fill a few % of a frame and plain L1 learns the room first
+    person_weight: float = Field(1.0, ge=1.0)
     checkpoint_every: int = Field(500, ge=1)
     keep_checkpoints: int = Field(2, ge=1, le=1000)
     validate_every: int = Field(0, ge=0)  # 0: only at the end of the stage

@@ -38,6 +38,21 @@ def test_none_takes_the_pipeline_value_and_zero_stays_zero(cfg, files):
     assert _plan(cfg, files, seed=0).seed == 0
 
 
+def test_the_size_is_the_requests_or_the_pipelines_pair(cfg, files):
+    """The demo animates at its training size, 64x112; a flag replaces the pair, and a pose source
+    of another shape keeps its own ratio at the pipeline's height."""
+    job = _plan(cfg, files)
+    assert (job.width, job.height, job.size_given) == (64, 112, False)
+    assert lib.output_size((360, 640), 64, 112, "clip") == (64, 112)  # 9:16 within 2 %
+    job = _plan(cfg, files, height=224)
+    assert (job.width, job.height, job.size_given) == (None, 224, True)
+    assert lib.output_size((360, 640), job.width, job.height, "clip") == (120, 224)
+    assert not lib.same_ratio((512, 768), (64, 112))  # Moore's 2:3 poses: the width follows them
+    assert lib.output_size((512, 768), None, 112, "kps.mp4") == (72, 112)
+    with pytest.raises(lib.AnimateInputError, match="aspect ratio differs"):
+        lib.output_size((512, 768), 64, 112, "kps.mp4")  # a request's own pair is not bent
+
+
 @pytest.mark.parametrize("field, value, flag", [("frames", 0, "--frames"), ("frames", -5, "--frames"),
                                                 ("steps", 0, "--steps"), ("height", 0, "--height"),
                                                 ("guidance", -1.0, "--guidance"), ("fit", "diagonal", "--fit"),

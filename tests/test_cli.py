@@ -148,9 +148,9 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
     result, grid = [p for p in made if not p.name.endswith(".grid.mp4")], [p for p in made if p.name.endswith(".grid.mp4")]
     assert len(result) == 1 and len(grid) == 1
     val = probe(result[0], count_frames=True)
-    assert (val.width, val.height) == (56, 112) and val.num_frames >= 60
+    assert (val.width, val.height) == (64, 112) and val.num_frames >= 60
     g = probe(grid[0], count_frames=True)
-    assert (g.width, g.height, g.num_frames) == (3 * 56, 112, val.num_frames)
+    assert (g.width, g.height, g.num_frames) == (3 * 64, 112, val.num_frames)
     missing = runner.invoke(app, ["render", "cnothere", "--data-root", str(root.path)])
     assert missing.exit_code == 2 and "no clip 'cnothere'" in missing.output
 

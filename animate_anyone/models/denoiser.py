@@ -10,9 +10,15 @@ conditioning that the loss teaches is the one sampling uses (one copy, not two):
 
 The unconditional branch of classifier-free guidance is a zero CLIP context and row -1 with the
 pose kept; training drops samples to exactly that.
+
+With ``motion=False`` the motion modules are skipped, as if absent: stage 1 trains the image model
+alone, as the reference training does with a 2D UNet (a fresh motion module is the identity
+anyway, its output projection being zero; skipping it saves a fifth of a CPU step).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
@@ -23,12 +29,13 @@ from animate_anyone.models.reference_attention import ReferenceBank, install_ref
 class AnimateModel(nn.Module):
     """The trainable parts, wired; one `nn.Module` so that DDP/accelerate wraps one thing."""
 
-    def __init__(self, reference_unet, unet, pose_guider, bank: ReferenceBank | None = None):
+    def __init__(self, reference_unet, unet, pose_guider, bank: ReferenceBank | None = None, motion: bool = True):
         super().__init__()
         self.reference_unet = reference_unet
         self.unet = unet
         self.pose_guider = pose_guider
         self.bank = bank if bank is not None else ReferenceBank(dtype=None)  # training keeps float32
+        self.motion = motion
         self.install()
 
     def install(self) -> None:
@@ -56,6 +63,26 @@ class AnimateModel(nn.Module):
         pose = pose.reshape(b, f, *pose.shape[1:]).permute(0, 2, 1, 3, 4)  # (B, C0, F, h, w)
         self.bank.rows = rows
         try:
-            return self.unet(noisy, timestep, context, pose_features=pose, return_dict=False)[0]
+            with contextlib.nullcontext() if self.motion else motion_skipped(self.unet):
+                return self.unet(noisy, timestep, context, pose_features=pose, return_dict=False)[0]
         finally:
             self.bank.rows = None
+
+
+def _identity(hidden_states, *args, **kwargs):
+    return hidden_states
+
+
+@contextlib.contextmanager
+def motion_skipped(unet):
+    """Within, ``unet``'s motion modules pass their input through unchanged."""
+    from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+
+    modules = [m for m in unet.modules() if isinstance(m, AnimateDiffTransformer3D)]
+    for m in modules:
+        m.forward = _identity
+    try:
+        yield
+    finally:
+        for m in modules:
+            del m.forward

@@ -115,8 +115,10 @@ def build(job: StageJob, accelerator):
     if job.stage == 0:
         module, loss_fn = objective.VaeAutoencoder(components["vae"]), objective.vae_loss
     else:
-        module, loss_fn = AnimateModel(components["reference_unet"], components["unet"], components["pose_guider"]), \
-            objective.diffusion_loss
+        # stage 1: the image model alone (motion modules skipped); stage 2 adds them
+        module = AnimateModel(components["reference_unet"], components["unet"], components["pose_guider"],
+                              motion=job.stage != 1)
+        loss_fn = objective.diffusion_loss
     device = accelerator.device
     for name in ("vae", "image_encoder"):
         components[name].to(device)

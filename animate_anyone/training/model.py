@@ -73,9 +73,24 @@ def initial_components(train, base_dir: Path | None, start: Path | None = None) 
 
         path = resolve_weights(init.image_encoder, "train.init.image_encoder", base_dir, "dir")
         components["image_encoder"] = CLIPVisionModelWithProjection.from_pretrained(path)
+    if not init.vae and not init.base:
+        narrow_posterior(components["vae"])
     for name in ("vae", "image_encoder", "reference_unet", "unet", "pose_guider"):
         components[name].eval()
     return components
+
+
+def narrow_posterior(vae, std: float = 0.05) -> None:
+    """A fresh VAE's posterior starts narrow: the log-variance half of ``quant_conv`` gives
+    ``std`` whatever the input. At random init it gives about 1, as wide as the latents
+    themselves, and with SD's tiny KL weight the encoder needs thousands of steps to shrink it;
+    until then the decoder learns to blur, and small figures vanish from the reconstructions."""
+    import math
+
+    with torch.no_grad():
+        half = vae.config.latent_channels
+        vae.quant_conv.weight[half:].zero_()
+        vae.quant_conv.bias[half:].fill_(2 * math.log(std))
 
 
 def load_motion(components: dict, spec: str, base_dir: Path | None) -> None:

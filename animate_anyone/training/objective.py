@@ -98,8 +98,16 @@ class VaeAutoencoder(nn.Module):
         return self.vae.decode(z).sample, posterior.kl()
 
 
+def person_mask(poses: torch.Tensor, reach: int = 3) -> torch.Tensor:
+    """(N, 3, H, W) drawn poses in [0, 1] → (N, 1, H, W): 1 within ``reach`` pixels of a drawn
+    limb or point, else 0."""
+    drawn = (poses.amax(dim=1, keepdim=True) > 0.05).float()
+    return F.max_pool2d(drawn, 2 * reach + 1, stride=1, padding=reach)
+
+
 def vae_loss(model, frozen: dict, batch: dict, stage, device) -> tuple[torch.Tensor, dict]:
-    """Stage 0: L1 reconstruction + kl_weight · KL, on the target frames."""
+    """Stage 0: L1 reconstruction (pixels near the person weighted ``person_weight``) +
+    kl_weight · KL, on the target frames."""
     x = batch["pixels"].to(device).flatten(0, 1)  # (B·F, 3, H, W)
     f = batch["pixels"].shape[1]
     gens = sample_generators(batch["seed"])
@@ -108,6 +116,11 @@ def vae_loss(model, frozen: dict, batch: dict, stage, device) -> tuple[torch.Ten
     shape = (vae.config.latent_channels, x.shape[-2] // scale, x.shape[-1] // scale)
     eps = torch.stack([torch.randn((f, *shape), generator=g) for g in gens]).flatten(0, 1).to(device)
     recon, kl = model(x, eps)
-    l1 = (recon.float() - x.float()).abs().mean()
+    err = (recon.float() - x.float()).abs()
+    if stage.person_weight != 1.0:
+        weight = 1 + (stage.person_weight - 1) * person_mask(batch["poses"].to(device).flatten(0, 1).float())
+        l1 = (err * weight).sum() / (weight.sum() * err.shape[1])
+    else:
+        l1 = err.mean()
     loss = l1 + stage.kl_weight * kl.float().mean()
     return loss, {"l1": float(l1.detach())}

@@ -23,7 +23,7 @@ from animate_anyone.errors import PermanentError
 from animate_anyone.ids import sha256_json
 from animate_anyone.training.loop import StageJob, run_stage
 
-TRAIN_VERSION = "1"  # bump when the loop's results change for the same inputs
+TRAIN_VERSION = "2"  # bump when the loop's results change for the same inputs
 
 
 class TrainInputError(PermanentError):
@@ -113,13 +113,17 @@ def run_stage_job(job: StageJob, processes: int = 1, accelerate_config: str | No
             return done
         if processes <= 1 and not accelerate_config:
             return run_stage(job, progress)
-        return launch(job, processes, accelerate_config, stream)
+        return launch(job, processes, accelerate_config, stream, progress)
 
 
-def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=None) -> dict:
+def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=None, progress=None) -> dict:
     """The stage's processes as a subprocess (no shell): `accelerate launch` on GPUs (with
     ``accelerate_config``: multi-GPU, several nodes, DeepSpeed); on a CPU `torchrun` (gloo), since
-    accelerate's own CPU launcher needs MPI. Accelerate picks either up from the environment."""
+    accelerate's own CPU launcher needs MPI. Accelerate picks either up from the environment.
+    Their output goes line by line to ``stream``; the main process's step reports drive
+    ``progress`` as a run in this process would."""
+    from animate_anyone.training.launch import PROGRESS
+
     job_file = Path(job.run_dir) / "job.json"
     job_file.write_text(job.to_json())
     result = Path(job.run_dir) / "result.json"
@@ -139,7 +143,14 @@ def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=
         env = dict(os.environ)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
     tail: list[str] = []
+    on_step = None
     for line in proc.stdout:
+        if line.startswith(PROGRESS):
+            report = json.loads(line[len(PROGRESS):])
+            if progress is not None:
+                on_step = on_step or progress(report["first"], report["end"], report["stage"])
+                on_step(report["step"], report)
+            continue
         tail = (tail + [line.rstrip()])[-30:]
         if stream:
             stream(line.rstrip())

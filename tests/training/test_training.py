@@ -224,7 +224,14 @@ def test_two_processes_give_what_one_gives_with_the_same_global_batch(train_root
         path = tmp_path / f"p{procs}.yaml"
         path.write_text(text)
         cfg = load_config("t", path)
-        results[procs] = run.train(cfg, stage=1)
+        steps = []
+
+        def progress(first, end, stage, steps=steps):
+            return lambda step, row: steps.append((stage, step, end, round(row["loss"], 6)))
+
+        results[procs] = run.train(cfg, stage=1, progress=progress)
+        # the launched processes' step reports reach the caller's progress hook as in one process
+        assert [s[:3] for s in steps] == [(1, 1, 3), (1, 2, 3), (1, 3, 3)], steps
     one, two = Path(results[1]["stages"][0]["output"]), Path(results[2]["stages"][0]["output"])
     a, b = weights(one, "unet"), weights(two, "unet")
     # gradients summed in another order, nothing more: typical differences are float32 rounding
@@ -352,3 +359,77 @@ def test_a_puppet_size_motion_step_runs_backward():
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert torch.isfinite(loss) and grads and all(g is not None for g in grads)
+
+
+def test_stage_one_skips_the_motion_modules_as_if_absent():
+    """Stage 1 trains the image model alone: with motion=False the motion modules pass their input
+    through, which equals the fresh (zeroed) modules exactly and differs from trained ones."""
+    from animate_anyone.models.denoiser import AnimateModel
+    from animate_anyone.models.sizes import build_components, zero_motion_outputs
+
+    c = build_components("tiny")
+    g = torch.Generator().manual_seed(1)
+    args = (torch.randn(1, 4, 3, 8, 4, generator=g), torch.tensor([500]), torch.rand(3, 3, 64, 32, generator=g),
+            torch.randn(1, 1, 32, generator=g), torch.tensor([0]))
+    ref = dict(ref_latents=torch.randn(1, 4, 8, 4, generator=g), ref_context=torch.randn(1, 1, 32, generator=g))
+    with torch.no_grad():
+        for p in c["pose_guider"].parameters():  # a pose guider that adds something
+            p.add_(0.1)
+        model = AnimateModel(c["reference_unet"], c["unet"], c["pose_guider"])
+
+        def run(motion):
+            model.motion = motion
+            return model(*args, **ref)
+
+        assert not torch.allclose(run(False), run(True))  # random motion outputs change the result
+        zero_motion_outputs(c["unet"])
+        assert torch.equal(run(False), run(True))
+        assert not any("forward" in vars(m) for m in c["unet"].modules())  # nothing left patched
+
+
+def test_a_fresh_vae_starts_with_a_narrow_posterior():
+    from animate_anyone.models.sizes import build_components
+    from animate_anyone.training.model import narrow_posterior
+
+    vae = build_components("puppet")["vae"]
+    x = torch.rand(2, 3, 112, 64) * 2 - 1
+    with torch.no_grad():
+        assert float(vae.encode(x).latent_dist.std.mean()) > 0.5  # diffusers' init: about as wide as the latents
+        narrow_posterior(vae)
+        std = vae.encode(x).latent_dist.std
+    assert torch.allclose(std, torch.full_like(std, 0.05), rtol=1e-4)
+
+
+def test_stage_zero_weighs_the_pixels_near_the_person():
+    """With person_weight, an error on the drawn person costs more than the same error on the
+    room; without it both cost the same."""
+    from animate_anyone.config import TrainStage
+    from animate_anyone.models.sizes import build_components
+    from animate_anyone.training.objective import VaeAutoencoder, person_mask, vae_loss
+
+    poses = torch.zeros(1, 1, 3, 112, 64)
+    poses[..., 40:80, 30:33] = 1.0  # one drawn limb
+    mask = person_mask(poses[:, 0])
+    assert mask[0, 0, 60, 31] == 1 and mask[0, 0, 60, 27] == 1 and mask[0, 0, 60, 20] == 0 and mask[0, 0, 10, 31] == 0
+    vae = build_components("puppet")["vae"]
+
+    class Fixed(torch.nn.Module):  # a "reconstruction" that is the input plus a chosen error
+        def __init__(self, err):
+            super().__init__()
+            self.err = err
+
+        def forward(self, x, eps):
+            return x + self.err, torch.zeros(x.shape[0])
+
+    x = torch.zeros(1, 1, 3, 112, 64)
+    on_person, on_room = torch.zeros(1, 3, 112, 64), torch.zeros(1, 3, 112, 64)
+    on_person[..., 60, 31] = 1.0
+    on_room[..., 10, 10] = 1.0
+    frozen = {"vae": vae}
+    batch = {"pixels": x, "poses": poses, "seed": torch.tensor([0])}
+    weighted, plain = TrainStage(person_weight=5.0), TrainStage()
+    assert float(vae_loss(Fixed(on_person), frozen, batch, weighted, "cpu")[0]) == pytest.approx(
+        5 * float(vae_loss(Fixed(on_room), frozen, batch, weighted, "cpu")[0]))
+    assert float(vae_loss(Fixed(on_person), frozen, batch, plain, "cpu")[0]) == pytest.approx(
+        float(vae_loss(Fixed(on_room), frozen, batch, plain, "cpu")[0]))
+    assert isinstance(VaeAutoencoder(vae), torch.nn.Module)
