@@ -98,6 +98,7 @@ def test_readme_starts_with_the_two_commands():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the subprocess's own limit is 900 s
 def test_main_job_runs_the_demo_end_to_end(tmp_path):
     """What `make demo` runs after installing: the demo pipeline, through the real CLI."""
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
