@@ -6,6 +6,11 @@
         reference (frame 0 held). DATA is a data root the pipeline has trained in (`make demo`).
     python benchmarks/train.py follow --model DIR --data-root DATA [--clips N] [--frames F]
         Pose-following of any model folder on the latest snapshot's clips.
+    python benchmarks/train.py curve --data-root DATA [--pipeline puppet] [--every 500] [--restart]
+        A learning curve of stage 1 over training time: the real `animate-anyone train --stage 1
+        --max-steps K` in a new process for K = every, 2·every, … (each resumes the last), and
+        after each: the step time so far, validation PSNR/SSIM and pose-following. Stage 0 must be
+        done; --restart starts stage 1 over (its checkpoints are removed).
     python benchmarks/train.py gpu [--peak-tflops 989]
         The full SD-1.5-size model (random weights): stage 1 at 512x768 and stage 2 at 24 frames;
         seconds/step, samples/s, peak memory, MFU. Targets: both fit in 24 GB; MFU >= 40 % on an
@@ -122,6 +127,47 @@ def follow(model: Path, data_root: Path, pipeline: str = "demo", clips: int = 4,
             "size": [width, height], "summary": summary, "clips": per_clip}
 
 
+def curve(data_root: Path, pipeline: str, every: int, restart: bool, clips: int, frames: int, steps: int,
+          guidance: float) -> dict:
+    import subprocess
+
+    from animate_anyone.config import load_config
+    from animate_anyone.tables import DataRoot, query, refresh_catalog
+    from animate_anyone.training.run import stage_output
+
+    cfg = load_config(pipeline, data_root=str(data_root))
+    stage = cfg.train.stage1
+    global_batch = stage.batch * stage.grad_accum * max(1, cfg.train.processes)
+    root = DataRoot.from_uri(cfg.data_root)
+    cli = Path(sys.executable).parent / "animate-anyone"
+    points, wall = [], 0.0
+    for k, upto in enumerate(list(range(every, stage.steps, every)) + [stage.steps]):
+        cmd = [str(cli), "train", "--pipeline", pipeline, "--stage", "1", "--max-steps", str(upto),
+               "--data-root", str(root.path)] + (["--no-resume"] if restart and k == 0 else [])
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        wall += time.perf_counter() - t0
+        refresh_catalog(root)
+        rows = query(root, f"""
+            SELECT m.step, m.samples_per_s, m.val_psnr, m.val_ssim, m.val_psnr_still, m.val_ssim_still
+            FROM train_metrics m JOIN train_runs r USING (run_id)
+            WHERE r.pipeline = '{pipeline}' AND r.stage = 1
+              AND r.started_at = (SELECT max(started_at) FROM train_runs WHERE pipeline = '{pipeline}' AND stage = 1)
+            ORDER BY m.step""").to_pylist()
+        seen = [r for r in rows if r["step"] <= upto]
+        last = seen[-1]
+        found = follow(stage_output(cfg, 1), data_root, pipeline, clips, frames, steps, guidance)["summary"]
+        point = {"step": upto, "samples": upto * global_batch,
+                 "step_seconds": round(sum(global_batch / r["samples_per_s"] for r in seen if r["samples_per_s"]), 1),
+                 "wall_seconds": round(wall, 1), **{k: last[k] for k in ("val_psnr", "val_ssim", "val_psnr_still",
+                                                                        "val_ssim_still")},
+                 "person": found["generated"]["person"], "follows": found["generated"]["follows"],
+                 "still": found["still"]}
+        points.append(point)
+        print(json.dumps(point), flush=True)
+    return {"stage": 1, "every": every, "global_batch": global_batch, "points": points}
+
+
 def stage_speeds(data_root: Path, pipeline: str) -> list[dict]:
     from animate_anyone.tables import DataRoot, query, refresh_catalog
 
@@ -206,7 +252,9 @@ def gpu(peak_tflops: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["cpu", "follow", "gpu"])
+    ap.add_argument("mode", choices=["cpu", "follow", "curve", "gpu"])
+    ap.add_argument("--every", type=int, default=500)
+    ap.add_argument("--restart", action="store_true")
     ap.add_argument("--data-root", type=Path)
     ap.add_argument("--pipeline", default="demo")
     ap.add_argument("--model", type=Path)
@@ -228,6 +276,15 @@ def main() -> None:
         cfg = load_config(args.pipeline, data_root=str(args.data_root))
         model = args.model or DataRoot.from_uri(cfg.data_root).path / "models" / cfg.train.output
         out = {"machine": machine(), "pipeline": args.pipeline}
+        if args.every < 1:
+            ap.error(f"--every must be at least 1; got {args.every}")
+        if args.mode == "curve":
+            out["curve"] = curve(args.data_root, args.pipeline, args.every, args.restart, args.clips, args.frames,
+                                 args.steps, args.guidance)
+            name = f"train-curve-{args.pipeline}-{out['machine']['date']}.json"
+            (results / name).write_text(json.dumps(out, indent=1, default=str))
+            print(f"wrote {results / name}")
+            return
         if args.mode == "cpu":
             out["stages"] = stage_speeds(args.data_root, args.pipeline)
             print(json.dumps(out["stages"], indent=1, default=str))
