@@ -291,7 +291,9 @@ def main() -> None:
         out["pose_following"] = follow(model, args.data_root, args.pipeline, args.clips, args.frames, args.steps,
                                        args.guidance)
         print(json.dumps(out["pose_following"]["summary"], indent=1))
-        name = f"train-{args.mode}-{args.pipeline}-{out['machine']['date']}.json"
+        # follow: named by the model too, so two models measured on one day keep both results
+        which = args.pipeline if args.mode == "cpu" else f"{args.pipeline}-{Path(model).name}"
+        name = f"train-{args.mode}-{which}-{out['machine']['date']}.json"
     (results / name).write_text(json.dumps(out, indent=1, default=str))
     print(f"wrote {results / name}")
 
