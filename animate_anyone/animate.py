@@ -303,9 +303,14 @@ def same_ratio(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return abs(b[0] / b[1] - a[0] / a[1]) <= 0.02 * (a[0] / a[1])
 
 
-def output_size(canvas: tuple[int, int], width: int | None, height: int | None, what: str) -> tuple[int, int]:
-    """(width, height), multiples of 8, keeping the canvas's aspect ratio; a different ratio is refused."""
+def output_size(canvas: tuple[int, int], width: int | None, height: int | None, what: str,
+                strict: bool = True) -> tuple[int, int]:
+    """(width, height), multiples of 8, keeping the canvas's aspect ratio. A pair of another ratio
+    is refused, or with ``strict=False`` (the pipeline's pair, made for its own clips) the width
+    follows the canvas instead."""
     cw, ch = canvas
+    if width and height and not strict and not same_ratio(canvas, (width, height)):
+        width = None
     if width and height:
         if not same_ratio(canvas, (width, height)):
             raise AnimateInputError(f"{what} is {cw}×{ch} but --width/--height ask for {width}×{height}: the aspect "
@@ -343,10 +348,7 @@ def generate(job: AnimateJob, poses: Path, progress=None, grid: bool = True) -> 
         raise AnimateInputError(f"{seq.source} runs at {float(seq.fps):.3f} fps but {job.fps} fps was asked for; "
                                 "resample the poses first (frames are not dropped or repeated here)", "fps_mismatch")
     canvas = (seq.frames[0].shape[1], seq.frames[0].shape[0])
-    width = job.width
-    if not job.size_given and width and job.height and not same_ratio(canvas, (width, job.height)):
-        width = None  # the pipeline's pair fits its own clips; another pose source keeps its ratio
-    w, h = output_size(canvas, width, job.height, seq.source)
+    w, h = output_size(canvas, job.width, job.height, seq.source, strict=job.size_given)
     ref, notes = read_reference(Path(job.reference), job.background)
     ref, note = fit_image(ref, (w, h), job.fit)
     notes += [note] if note else []

@@ -133,9 +133,12 @@ def curve(data_root: Path, pipeline: str, every: int, restart: bool, clips: int,
 
     from animate_anyone.config import load_config
     from animate_anyone.tables import DataRoot, query, refresh_catalog
-    from animate_anyone.training.run import stage_output
+    from animate_anyone.tables.io import Dataset
+    from animate_anyone.tables.selection import load_snapshot
+    from animate_anyone.training.run import plan_stage, stage_output
 
     cfg = load_config(pipeline, data_root=str(data_root))
+    run_id = plan_stage(cfg, 1, load_snapshot(Dataset.of(cfg), cfg.train.snapshot)).run_id  # the run the CLI trains
     stage = cfg.train.stage1
     global_batch = stage.batch * stage.grad_accum * max(1, cfg.train.processes)
     root = DataRoot.from_uri(cfg.data_root)
@@ -149,11 +152,8 @@ def curve(data_root: Path, pipeline: str, every: int, restart: bool, clips: int,
         wall += time.perf_counter() - t0
         refresh_catalog(root)
         rows = query(root, f"""
-            SELECT m.step, m.samples_per_s, m.val_psnr, m.val_ssim, m.val_psnr_still, m.val_ssim_still
-            FROM train_metrics m JOIN train_runs r USING (run_id)
-            WHERE r.pipeline = '{pipeline}' AND r.stage = 1
-              AND r.started_at = (SELECT max(started_at) FROM train_runs WHERE pipeline = '{pipeline}' AND stage = 1)
-            ORDER BY m.step""").to_pylist()
+            SELECT step, samples_per_s, val_psnr, val_ssim, val_psnr_still, val_ssim_still
+            FROM train_metrics WHERE run_id = '{run_id}' ORDER BY step""").to_pylist()
         seen = [r for r in rows if r["step"] <= upto]
         last = seen[-1]
         found = follow(stage_output(cfg, 1), data_root, pipeline, clips, frames, steps, guidance)["summary"]
