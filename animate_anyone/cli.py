@@ -173,6 +173,12 @@ def run(
         else:
             failed += 1
             out.print(f"animate failed: {a['error']}", highlight=False)
+    if "evaluate" in result:
+        if "error" in result["evaluate"]:
+            failed += 1
+            out.print(f"evaluation skipped: {result['evaluate']['error']}", highlight=False)
+        else:
+            _print_evaluation(result["evaluate"])
     if failed:
         raise typer.Exit(EXIT_ITEMS_FAILED)
 
@@ -389,6 +395,66 @@ def train(
     except AnimateAnyoneError as exc:
         _fail(exc)
     _print_train(result)
+
+
+def _print_evaluation(result: dict) -> None:
+    """The bench's leaderboard as a table, with where its files are."""
+    from animate_anyone.evaluation.report import COLUMNS, TERMINAL
+
+    rows = result.get("table", [])
+    cols = [c for c in COLUMNS if c[0] in TERMINAL and any(c[0] in r for r in rows)]
+    table = Table(title=f"evaluation: snapshot {result['snapshot_id']}, split {result['split']}, "
+                        f"{len(result['clips'])} clips (bench {result['bench']})")
+    for col in ["model", "kind", "step", "clips"] + [f"{m} {'↑' if up else '↓'}" for m, up, _ in cols]:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["model_name"], r["kind"], str(r["checkpoint_step"] or ""), f"{r['clips_done']}/{r['num_clips']}",
+                      *[("–" if r.get(m) is None else f"{r[m]:.3g}") for m, _, _ in cols])
+    out.print(table)
+    for name, message in result.get("unavailable", {}).items():
+        out.print(f"not scored: {name}: {message}", highlight=False)
+    out.print(f"leaderboard: {result['leaderboard']}", highlight=False)
+    if result.get("plot"):
+        out.print(f"metrics over training steps: {result['plot']}", highlight=False)
+    for grid in result.get("grids", []):
+        out.print(f"grid (reference | pose | generated | real | error): {grid}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    model: Optional[str] = typer.Option(None, "--model", help="What to score: a pipeline folder (a path from where you stand), a NAME under DATA_ROOT/models, a training RUN_ID (all its checkpoints) or all-new (every checkpoint of the newest runs and the trained model, each once; the default: evaluate.what)."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="Selection snapshot id whose held-out clips to use (default: the pipeline's train.snapshot, 'latest')."),
+    split: Optional[str] = typer.Option(None, "--split", help="Which clips: test (default: evaluate.split), val or train."),
+    clips: Optional[int] = typer.Option(None, "--clips", min=1, help="Score only the first N clips (default: evaluate.clips)."),
+    baseline: Optional[list[str]] = typer.Option(None, "--baseline", help="Another model to score beside (repeatable); the still reference and the untrained model always are."),
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", help="Pipeline whose evaluate settings to use."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Override the pipeline's data root."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
+) -> None:
+    """Score models on the held-out clips of a snapshot beside their baselines; results go to the
+    eval_runs and eval_results tables, the leaderboard and pictures under DATA_ROOT/evaluations/."""
+    from animate_anyone.evaluation.run import evaluate as run_evaluate
+
+    cfg = _config(pipeline, config, data_root=data_root)
+    if split is not None and not split.strip():
+        _fail(AnimateAnyoneError("--split must name a split (test, val or train)"))
+    try:
+        with _bar() as bar:
+            task = bar.add_task("evaluate", total=None)
+
+            def on_clip(cand, clip, rows):
+                bar.update(task, advance=1, description=f"evaluate {cand.name}: {clip.clip_id}")
+
+            result = run_evaluate(cfg, model, snapshot, split, clips, baseline or [], Path.cwd(),
+                                  log=lambda line: err.print(line, highlight=False, markup=False), on_clip=on_clip)
+    except AnimateAnyoneError as exc:
+        _fail(exc)
+    _print_evaluation(result)
+    if any(r["status"] != "finished" for r in result["runs"]):
+        out.print("Some models or clips could not be scored: see the failures table "
+                  "(animate-anyone query \"SELECT * FROM failures WHERE stage = 'evaluate'\"); running the same "
+                  "command again scores only what is missing.", highlight=False)
+        raise typer.Exit(EXIT_ITEMS_FAILED)
 
 
 @app.command()

@@ -270,6 +270,75 @@ class Train(_Strict):
         return {k: s for k, s in ((0, self.stage0), (1, self.stage1), (2, self.stage2)) if s is not None}
 
 
+class FeatureNet(_Strict):
+    """A TorchScript feature network for a Fréchet distance (FID: Inception; FVD: I3D)."""
+
+    # a local path (relative to this file's folder) or hf://OWNER/REPO/FILE; None: not scored
+    weights: str | None = None
+    # what the network takes: uint8 in [0, 255], floats in [0, 1] (unit) or in [-1, 1] (signed)
+    input: Literal["uint8", "unit", "signed"] = "uint8"
+    kwargs: dict[str, Any] = {}  # keyword arguments of its forward (e.g. return_features: true)
+    frames: int = Field(16, ge=1, le=256)  # FVD: frames per video segment
+
+
+class Evaluate(_Strict):
+    """`animate-anyone evaluate` and the `evaluate` flow (the Animate Anyone / UniAnimate protocol):
+    each clip of ``split`` that passes the snapshot's selection is animated from its first frame
+    along its own poses, and compared frame by frame with its real frames at ``width`` x ``height``
+    (the centred crop of training)."""
+
+    split: str = "test"
+    # which clips of the split: a WHERE clause like select.where (s = clip_pose_summary, c = clips);
+    # None: the snapshot's own selection, so held-out clips are filtered as training clips were
+    where: str | None = Field(None, min_length=1)
+    clips: int | None = Field(8, ge=1)  # the first N clips by id; None: all of them
+    frames: int = Field(24, ge=2, le=4096)  # frames per clip (from its first)
+    width: int = Field(512, ge=8, le=4096)
+    height: int = Field(768, ge=8, le=4096)
+    steps: int = Field(20, ge=1, le=1000)
+    guidance: float = Field(3.5, ge=0.0)
+    seed: int = 0
+    window: int = Field(24, ge=1, le=32)
+    overlap: int = Field(4, ge=0)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    dtype: Literal["float32", "float16", "bfloat16"] = "float16"  # float32 on a CPU whatever this says
+    # pose fidelity: the pipeline's pose backend (or this one) on the generated frames, enlarged
+    # until their short side is at least pose_min_side (small frames lose their people)
+    pose_backend: Literal["mediapipe", "dwpose"] | None = None
+    pose_min_side: int = Field(256, ge=16, le=4096)
+    # a frame "moved" when the driving body points moved from the reference's by more than this
+    # share of the person's box size on average (a still reference scores near 1 on the rest)
+    moved: float = Field(0.1, gt=0.0, le=1.0)
+    lpips: Literal["alex", "vgg", "squeeze"] | None = "alex"  # torchmetrics' LPIPS (needs torchvision)
+    fid: FeatureNet | None = None
+    fvd: FeatureNet | None = None
+    # identity: a CLIP vision model (local folder or hf://OWNER/REPO) embeds the generated frames
+    # and the reference; None: not scored
+    identity: str | None = None
+    untrained: bool = True  # score the untrained model of train.size as a baseline
+    baselines: list[str] = []  # more models to score beside (folders or DATA_ROOT/models names)
+    # what the flow evaluates when nobody says: every checkpoint of the newest training run of
+    # each stage (1 and 2) and the trained model, each once
+    what: str = "all-new"
+    schedule: str | None = None  # cron for the deployment (e.g. "0 3 * * *"); None: on demand
+    timezone: str = "UTC"
+    use_gpu_slot: bool | None = None  # None: take a "gpu" slot when running on a GPU
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            import datetime as dt
+
+            from cronsim import CronSim, CronSimError
+
+            try:
+                CronSim(value, dt.datetime.now(dt.timezone.utc))
+            except CronSimError as exc:
+                raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday): {exc}") from None
+        return value
+
+
 class PipelineConfig(_Strict):
     name: str = ""
     base_dir: str = ""  # the pipelines file's folder: relative paths in it are taken from there
@@ -282,6 +351,7 @@ class PipelineConfig(_Strict):
     select: Select = Select()
     animate: Animate = Animate()
     train: Train = Train()
+    evaluate: Evaluate = Evaluate()
     gpu_slots: int = Field(1, ge=1, le=64)  # size of the global concurrency limit "gpu" (pose, animate, train)
 
 

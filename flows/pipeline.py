@@ -1,6 +1,7 @@
 """The main job: every stage of a named pipeline in order: ingest, poses, training-clip selection,
 training (when the pipeline configures stages), then (when the pipeline names a pose source) one
-animation. The configuration is loaded once here and passed down."""
+animation, and (after training) an evaluation of what was trained beside its baselines on the
+held-out clips. The configuration is loaded once here and passed down."""
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
@@ -9,6 +10,7 @@ from animate_anyone.config import PipelineConfig
 from animate_anyone.tables.io import DataRoot
 from flows.animate import animate_flow
 from flows.common import resolve_config
+from flows.evaluate import evaluate_flow
 from flows.ingest import run_ingest
 from flows.pose import run_extract_poses, select_task
 from flows.train import train_flow
@@ -28,5 +30,13 @@ def run_pipeline(pipeline: str | None = None, config: str | None = None, cfg: Pi
         summary["train"] = train_flow(cfg=cfg, snapshot=summary["select"]["snapshot_id"], max_steps=max_train_steps)
     if cfg.animate.pose:
         summary["animate"] = animate_flow(cfg=cfg)
+    if "train" in summary:
+        from animate_anyone.errors import AnimateAnyoneError
+
+        try:
+            summary["evaluate"] = evaluate_flow(cfg=cfg)
+        except AnimateAnyoneError as exc:  # e.g. no held-out clips: the pipeline's work stands
+            get_run_logger().warning("evaluation skipped: %s", exc.message)
+            summary["evaluate"] = {"error": exc.message}
     get_run_logger().info("pipeline %s finished", cfg.name)
     return summary

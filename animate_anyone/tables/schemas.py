@@ -75,9 +75,32 @@ TRAIN_METRICS = pa.schema([
     ("val_psnr", F32), ("val_ssim", F32), ("val_psnr_still", F32), ("val_ssim_still", F32),
 ])
 
+# one row per evaluation: one model (or baseline) scored on one clip set with one set of settings.
+# `bench` names the clip set and settings without the model: rows of one bench are comparable.
+EVAL_RUNS = pa.schema([
+    ("eval_id", pa.string()), ("bench", pa.string()), ("pipeline", pa.string()), ("model", pa.string()),
+    ("model_name", pa.string()), ("kind", pa.string()),  # model | checkpoint | baseline
+    ("model_fingerprint", pa.string()), ("train_run_id", pa.string()), ("stage", pa.int8()),
+    ("checkpoint_step", pa.int64()), ("snapshot_id", pa.string()), ("split", pa.string()),
+    ("num_clips", pa.int32()), ("clips_done", pa.int32()), ("clips_failed", pa.int32()),
+    ("settings", pa.string()),  # JSON: seed, steps, guidance, size, frames, metrics' weights
+    ("timings", pa.string()),  # JSON: seconds per metric group, and the clip-seconds scored
+    ("code_version", pa.string()), ("status", pa.string()),  # running | finished | partial | failed
+    ("error", pa.string()), ("started_at", TS), ("ended_at", TS),
+])
+
+# one row per evaluation x clip x metric (frame_idx null: the clip's value) or per frame where the
+# metric has per-frame values; clip_id null: a value over the whole clip set (FID, FVD).
+# `moved`: the frame's driving pose differs clearly from the reference's (evaluate.moved)
+EVAL_RESULTS = pa.schema([
+    ("eval_id", pa.string()), ("clip_id", pa.string()), ("metric", pa.string()), ("frame_idx", pa.int32()),
+    ("value", pa.float64()), ("moved", pa.bool_()),
+])
+
 SCHEMAS: dict[str, pa.Schema] = {"sources": SOURCES, "shots": SHOTS, "clips": CLIPS, "failures": FAILURES,
                                  "pose_frames": POSE_FRAMES, "clip_pose_summary": CLIP_POSE_SUMMARY,
-                                 "train_runs": TRAIN_RUNS, "train_metrics": TRAIN_METRICS}
+                                 "train_runs": TRAIN_RUNS, "train_metrics": TRAIN_METRICS,
+                                 "eval_runs": EVAL_RUNS, "eval_results": EVAL_RESULTS}
 
 # Parquet settings per table (DESIGN.md §3, measured in benchmarks/pose_tables.py): float lists
 # without dictionary encoding and with byte-stream split; row groups of 64 Ki rows.

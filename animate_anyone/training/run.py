@@ -108,6 +108,9 @@ def run_stage_job(job: StageJob, processes: int = 1, accelerate_config: str | No
     output passed line by line to ``stream``). One run per run id at a time: another waits."""
     Path(job.run_dir).mkdir(parents=True, exist_ok=True)
     with FileLock(str(Path(job.run_dir) / ".lock")):
+        from animate_anyone.files import write_text
+
+        write_text(Path(job.run_dir) / "job.json", job.to_json())  # what `evaluate` rebuilds a checkpoint from
         done = finished(job) if job.resume else None
         if done:
             return done
