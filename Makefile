@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/pose_tables.py --rows 1000000
 	@# after `make demo` (it trains in ./data): stage speeds and the model's pose-following
 	$(BIN)/python benchmarks/train.py cpu --data-root data
+	$(BIN)/python benchmarks/evaluate.py --data-root data
 
 clean:
 	rm -rf $(VENV) data benchmarks/work

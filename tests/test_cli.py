@@ -109,7 +109,7 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
                           "--max-train-steps", "2"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "4 ok, 0 duplicate, 0 failed" in out.stdout
+    assert "7 ok, 0 duplicate, 0 failed" in out.stdout
     # the native libraries' log lines are hidden (MediaPipe's TFLite wrote about a hundred)
     assert "Feedback manager" not in out.stderr and "W0000" not in out.stderr
     root = DataRoot.from_uri(tmp_path / "data")
@@ -152,6 +152,18 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
     assert (val.width, val.height) == (64, 112) and val.num_frames >= 60
     g = probe(grid[0], count_frames=True)
     assert (g.width, g.height, g.num_frames) == (3 * 64, 112, val.num_frames)
+    # the main job ends with an evaluation of what it trained, on the held-out test video's clips,
+    # beside the still reference and the untrained model, printed as a table
+    assert "evaluation: snapshot" in out.stdout and "still-reference" in out.stdout
+    evals = query(root, "SELECT model_name, kind, split, status FROM eval_runs ORDER BY kind, model_name").to_pylist()
+    assert {(e["model_name"], e["kind"], e["split"], e["status"]) for e in evals} >= {
+        ("demo", "model", "test", "finished"), ("still-reference", "baseline", "test", "finished"),
+        ("untrained-puppet", "baseline", "test", "finished")}
+    test_clips = {r["clip_id"] for r in query(root, "SELECT clip_id FROM clips WHERE split = 'test'").to_pylist()}
+    scored = {r["clip_id"] for r in query(root, "SELECT DISTINCT clip_id FROM eval_results WHERE clip_id IS NOT NULL")
+              .to_pylist()}
+    assert scored and scored <= test_clips  # held-out clips only
+    assert (root.path / "evaluations" / "leaderboard-demo.md").is_file()
     missing = runner.invoke(app, ["render", "cnothere", "--data-root", str(root.path)])
     assert missing.exit_code == 2 and "no clip 'cnothere'" in missing.output
 

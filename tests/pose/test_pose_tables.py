@@ -100,7 +100,9 @@ def test_pose_parts_use_the_measured_parquet_settings(truth_tables):
 
 def test_every_recipe_in_the_docs_runs_and_is_tested():
     assert set(recipes()) == {"one_person_hands_moving", "one_person", "several_people", "hands_visible", "motion_energy",
-                              "wrist_speed", "pose_confidence", "clips_per_source", "pose_of_one_frame", "failed_clips"}
+                              "wrist_speed", "pose_confidence", "clips_per_source", "pose_of_one_frame", "failed_clips",
+                              # run by tests/training/test_evaluation.py on evaluation tables
+                              "best_checkpoint", "metric_over_steps", "worst_clips", "failed_evaluations"}
 
 
 def test_recipes_return_what_the_truth_says(truth_tables):

@@ -19,6 +19,14 @@ from animate_anyone.tables import DataRoot, query
 from animate_anyone.tables.io import Dataset
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _recipes() -> dict[str, str]:
+    import re
+
+    text = (REPO / "docs" / "queries.md").read_text()
+    return dict(re.findall(r"^## (\w+)\n.*?```sql\n(.*?)```", text, flags=re.S | re.M))
 
 EVALUATE = """
     evaluate: {{split: train, clips: 2, frames: 6, width: 32, height: 64, steps: 2, guidance: 1.0, window: 6,
@@ -75,11 +83,17 @@ def test_all_new_scores_every_checkpoint_once_beside_the_baselines(train_root, t
     assert set(names) == {f"{s1}@3", f"{s1}@6", f"{s2}@2", "tiny", "still-reference", "untrained-tiny"}
     assert all(r["status"] == "finished" and r["clips_done"] == 2 for r in result["runs"]), result["runs"]
     assert names["tiny"]["checkpoint_step"] == 4 and names[f"{s1}@6"]["stage"] == 1
-    # the tables answer the questions of docs/queries.md
-    per_step = query(root, "SELECT r.checkpoint_step, avg(x.value) AS psnr FROM eval_runs r JOIN eval_results x "
-                           "USING (eval_id) WHERE x.metric = 'psnr' AND x.frame_idx IS NULL AND r.kind = 'checkpoint' "
-                           "GROUP BY ALL ORDER BY 1").to_pylist()
-    assert [r["checkpoint_step"] for r in per_step] == [2, 3, 6]
+    # the recipes of docs/queries.md answer the questions people ask
+    recipe = _recipes()
+    per_step = query(root, recipe["metric_over_steps"].format(metric="psnr")).to_pylist()
+    assert [(r["train_run_id"], r["checkpoint_step"]) for r in per_step] == [(s1, 3), (s1, 6), (s2, 2), (s2, 4)]
+    best = query(root, recipe["best_checkpoint"].format(metric="psnr")).to_pylist()
+    table = {r["model_name"]: r for r in result["table"]}
+    top = max((r for r in result["table"] if r["kind"] != "baseline"), key=lambda r: r["psnr"])
+    assert best == [{"bench": result["bench"], "best": top["model_name"], "value": pytest.approx(top["psnr"]),
+                     "still_reference": pytest.approx(table["still-reference"]["psnr"])}]
+    worst = query(root, recipe["worst_clips"].format(model="tiny")).to_pylist()
+    assert len(worst) == 2 and worst[0]["psnr"] <= worst[1]["psnr"]
     frames = query(root, "SELECT count(*) AS n FROM eval_results WHERE metric = 'psnr' AND frame_idx IS NOT NULL "
                          f"AND eval_id = '{names['tiny']['eval_id']}'").to_pylist()[0]["n"]
     assert frames == 2 * 5  # frames 1..5 of each clip (frame 0 is the reference)
@@ -147,7 +161,7 @@ def test_bad_input_is_recorded_and_the_rest_is_scored(train_root, tmp_path):
     assert rows["broken"]["status"] == "failed" and "does not load" in rows["broken"]["error"]
     assert rows["still-reference"]["status"] == "partial" and rows["still-reference"]["clips_done"] == 1
     assert "fid" in result["unavailable"] and "missing/inception.pt" in result["unavailable"]["fid"]
-    fails = query(root, "SELECT item_id, reason, message FROM failures WHERE stage = 'evaluate'").to_pylist()
+    fails = query(root, _recipes()["failed_evaluations"]).to_pylist()
     reasons = {f["reason"] for f in fails}
     assert {"no_eval_clips", "model_unloadable", "missing_weights", "no_poses"} <= reasons, fails
     assert any(f["item_id"] == gone for f in fails)

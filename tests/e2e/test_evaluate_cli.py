@@ -1,0 +1,91 @@
+"""`animate-anyone evaluate` as a person types it: after `train` in another process, relative
+paths, the leaderboard printed, the tables queried by `query`, a second run that scores nothing,
+a killed evaluation finished by the same command, two copies at once, and bad flags refused
+(before any model is loaded)."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from train_data import CONFIG, build_train_root
+
+pytestmark = pytest.mark.slow
+
+EVALUATE = """
+    evaluate: {split: train, clips: 2, frames: 6, width: 32, height: 64, steps: 2, guidance: 1.0, window: 6,
+               overlap: 2, device: cpu, dtype: float32, lpips: null, untrained: false}
+"""
+
+
+@pytest.fixture()
+def trained(cli):
+    build_train_root(cli.cwd / "data", videos=2)
+    (cli.cwd / "pipelines.yaml").write_text(CONFIG.format(root="./data", extra1="") + EVALUATE)
+    cli("train", "--stage", "0")
+    cli("train", "--stage", "1")
+    return cli.cwd / "data"
+
+
+def _runs(cli) -> list[dict]:
+    out = cli("query", "SELECT model_name, kind, checkpoint_step, status, clips_done FROM eval_runs ORDER BY 1",
+              "--format", "json")
+    return json.loads(out.stdout)
+
+
+def test_evaluate_a_run_then_again_then_a_killed_one(cli, trained):
+    run_id = next((trained / "checkpoints").glob("t-s1-*")).name
+    first = cli("evaluate", "--model", run_id)
+    assert "still-reference" in first.stdout and f"{run_id}@3" in first.stdout and "leaderboard:" in first.stdout
+    rows = _runs(cli)
+    assert {(r["model_name"], r["status"], r["clips_done"]) for r in rows} == {
+        (f"{run_id}@3", "finished", 2), (f"{run_id}@6", "finished", 2), ("still-reference", "finished", 2)}
+    # a new process loads the model folder stage 1 saved, by relative path
+    t0 = time.time()
+    cli("evaluate", "--model", run_id)  # all cached: nothing is generated again
+    assert time.time() - t0 < 60
+    assert len(_runs(cli)) == 3
+    by_path = cli("evaluate", "--model", "data/models/tiny-stage1", "--clips", "1")
+    assert "tiny-stage1" in by_path.stdout
+    # kill an evaluation after its first clip, then the same command finishes the rest
+    cfg = (cli.cwd / "pipelines.yaml").read_text().replace("frames: 6, width: 32", "frames: 30, width: 32")
+    (cli.cwd / "pipelines.yaml").write_text(cfg)
+    proc = cli.start("evaluate", "--model", "tiny-stage1", log="eval.log")
+    deadline = time.time() + 300
+    parts = trained / "tables" / "eval_results" / "dataset=demo"
+    before = set(parts.glob("*.parquet"))
+    while time.time() < deadline and len(set(parts.glob("*.parquet")) - before) < 1:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(set(parts.glob("*.parquet")) - before) >= 1, (cli.cwd / "eval.log").read_text()[-3000:]
+    cli("evaluate", "--model", "tiny-stage1")
+    rows = {(r["model_name"], r["status"], r["clips_done"]) for r in _runs(cli)}
+    assert ("tiny-stage1", "finished", 2) in rows
+    counts = json.loads(cli("query", "SELECT eval_id, clip_id, count(*) AS n FROM eval_results WHERE metric = 'psnr' "
+                                     "AND frame_idx IS NULL GROUP BY ALL HAVING n > 1", "--format", "json").stdout)
+    assert counts == []  # no clip scored twice
+    # two copies at once on one data root, on a model not scored yet (stage 0's folder, by path)
+    procs = [cli.start("evaluate", "--model", "data/models/tiny-stage0", log=f"e{k}.log") for k in range(2)]
+    codes = [p.wait(timeout=600) for p in procs]
+    logs = [(cli.cwd / f"e{k}.log").read_text()[-2000:] for k in range(2)]
+    assert codes == [0, 0], logs
+    n = json.loads(cli("query", "SELECT count(*) AS n FROM eval_results r JOIN eval_runs e USING (eval_id) "
+                                "WHERE r.metric = 'psnr' AND r.frame_idx IS NULL AND e.model_name = 'tiny-stage0'",
+                       "--format", "json").stdout)[0]["n"]
+    assert n == 2  # its two clips, once each
+
+
+BAD = [(["--clips", "0"], "--clips"), (["--clips", "-2"], "--clips"), (["--clips", "two"], "--clips"),
+       (["--split", "test"], "no 'test' clips"), (["--model", "nowhere/model"], "no model folder"),
+       (["--snapshot", "snope"], "no snapshot 'snope'"), (["--split", ""], "--split")]
+
+
+def test_bad_flags_are_refused(cli):
+    build_train_root(cli.cwd / "data", videos=1)
+    (cli.cwd / "pipelines.yaml").write_text(CONFIG.format(root="./data", extra1="") + EVALUATE)
+    for args, message in BAD:
+        out = cli("evaluate", *args, check=2)
+        assert message in out.stdout + out.stderr, args
