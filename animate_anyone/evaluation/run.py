@@ -34,7 +34,7 @@ import torch
 from animate_anyone.errors import AnimateAnyoneError, PermanentError
 from animate_anyone.ids import sha256_json
 
-EVAL_VERSION = "1"  # bump when the scores change for the same inputs
+EVAL_VERSION = "2"  # bump when the scores change for the same inputs (2: moving-point PCK)
 STILL = "still-reference"
 
 
