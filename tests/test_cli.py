@@ -101,7 +101,8 @@ def test_readme_starts_with_the_two_commands():
 @pytest.mark.timeout(1200)  # the subprocess's own limit is 900 s
 def test_main_job_runs_the_demo_end_to_end(tmp_path):
     """What `make demo` runs after installing: the demo pipeline, through the real CLI."""
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "COLUMNS": "250"}  # rich wraps tables at 80 columns without a terminal
     env.pop("PREFECT_API_URL", None)
     # the demo's training takes about 15 minutes on 2 cores (benchmarks/results/train-*.json); here
     # every stage stops after 2 steps, which runs each of them, saves and validates
