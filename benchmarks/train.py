@@ -39,19 +39,13 @@ from benchmarks.pose import HERE, machine  # noqa: E402
 WRISTS = (9, 10)  # COCO-WholeBody left, right wrist
 
 
-def _detect(backend, frames: np.ndarray, scale: int = 4):
-    import cv2
-
-    big = [cv2.resize(f, (f.shape[1] * scale, f.shape[0] * scale), interpolation=cv2.INTER_CUBIC) for f in frames]
-    backend.start_clip()
-    return backend.process(big)
-
-
 def follow(model: Path, data_root: Path, pipeline: str = "demo", clips: int = 4, frames: int = 32,
            steps: int = 20, guidance: float = 1.0, moved: float = 0.05) -> dict:
     import torch
 
     from animate_anyone.config import load_config
+    from animate_anyone.evaluation.pose_fidelity import detect
+    from animate_anyone.evaluation.run import driving_pixels
     from animate_anyone.pipeline import load_animate_pipeline
     from animate_anyone.pose.backends import load_backend
     from animate_anyone.tables.io import Dataset
@@ -82,29 +76,19 @@ def follow(model: Path, data_root: Path, pipeline: str = "demo", clips: int = 4,
         gen = pipe(ref, poses[:n], height=height, width=width, num_inference_steps=steps, guidance_scale=guidance,
                    window=min(16, n), overlap=4, generator=torch.Generator().manual_seed(0), output_type="pt").frames
         seconds = time.perf_counter() - t0
-        from animate_anyone.pose.render import read_clip_poses
-
-        _, people = read_clip_poses(ds.root, clip.clip_id)
-        # driving wrists in the crop's [0, 1] coordinates (the same crop as the frames)
-        from animate_anyone.training.data import crop_box
-
-        box = crop_box(clip.width, clip.height, width, height)
-
-        def to_crop(kp):
-            px = kp * np.array([clip.width, clip.height])
-            return (px - np.array(box[:2])) / np.array([box[2] - box[0], box[3] - box[1]])
-
-        drive = [to_crop(people[i][0][0]) if i in people and len(people[i][0]) else None for i in range(n)]
+        # driving points in the frames' [0, 1] coordinates (the same crop and resize as the frames)
+        size = np.array([width, height])
+        drive = [None if d is None else d[0] / size for d in driving_pixels(ds, clip, width, height, n)]
         row = {"clip_id": clip.clip_id, "split": clip.split, "frames": n, "seconds": round(seconds, 1)}
         for name, video in (("generated", gen), ("still", real01[:1].expand(n, -1, -1, -1))):
             arr = (video.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-            found = _detect(backend, arr)
+            found, _ = detect(backend, arr, min_side=4 * min(width, height))  # x4, as measured before
             person = [len(f) > 0 for f in found[1:]]
             follows = []
             for i in range(1, n):
                 if drive[i] is None or drive[0] is None or not len(found[i]):
                     continue
-                kp = found[i].keypoints[0] / np.array([arr.shape[2] * 4, arr.shape[1] * 4])
+                kp = found[i].keypoints[0] / size
                 for w in WRISTS:
                     if np.linalg.norm(drive[i][w] - drive[0][w]) < moved or found[i].scores[0][w] < 0.3:
                         continue

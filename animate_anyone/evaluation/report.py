@@ -148,8 +148,8 @@ def write_reports(b, rows: list[dict]) -> dict:
              f"steps, guidance {b.settings['guidance']}, seed {b.settings['seed']}; frame 0 (the reference) not scored",
              "pose fidelity: the pipeline's pose backend on the generated frames against the driving pose "
              "(PCK at 0.05 and 0.1 of the person's box size); 'moved frames': frames whose driving body moved "
-             "clearly from the reference's; 'moving points': the points that moved more than 0.1 of the box "
-             "size from the reference's (the still reference scores 0 there)"]
+             "clearly from the reference's; 'moving points': the points that moved more than 0.2 of the box "
+             "size from the reference's (a still reference scores near 0 there)"]
     for name in ("lpips", "fid", "fvd", "identity"):
         if not b.settings.get(name) or (isinstance(b.settings[name], dict) and not b.settings[name].get("weights")):
             notes.append(f"{name}: not configured (evaluate.{name}); no weights given")

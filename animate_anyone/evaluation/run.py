@@ -34,7 +34,7 @@ import torch
 from animate_anyone.errors import AnimateAnyoneError, PermanentError
 from animate_anyone.ids import sha256_json
 
-EVAL_VERSION = "2"  # bump when the scores change for the same inputs (2: moving-point PCK)
+EVAL_VERSION = "3"  # bump when the scores change for the same inputs (3: moving points at 0.2 of the box)
 STILL = "still-reference"
 
 
@@ -332,8 +332,8 @@ def uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def score_clip(ds, clip, real: torch.Tensor, poses: torch.Tensor, generated: torch.Tensor, scorers: Scorers,
-               cfg, timings: dict) -> tuple[list[dict], dict]:
+def score_clip(ds, clip, real: torch.Tensor, generated: torch.Tensor, scorers: Scorers, cfg,
+               timings: dict) -> tuple[list[dict], dict]:
     """Rows of ``eval_results`` (without eval_id) for one clip, and its Fréchet features.
     ``real``, ``generated``: (n, 3, H, W) in [0, 1]; frame 0 (the reference) is not scored."""
     from animate_anyone.evaluation import metrics
@@ -483,7 +483,7 @@ def evaluate_candidate(b: Bench, cand: Candidate, scorers: Scorers, store, devic
                 else:
                     generated = generate_clip(pipe, real01, poses[:n], e, device)
                 timings["generate"] = timings.get("generate", 0.0) + time.perf_counter() - t0
-                rows, feats = score_clip(ds, clip, real01, poses[:n], generated, scorers, b.cfg, timings)
+                rows, feats = score_clip(ds, clip, real01, generated, scorers, b.cfg, timings)
             except AnimateAnyoneError as exc:  # a clip without poses, a changed file: the others go on
                 failed += 1
                 failures.record(ds, "evaluate", clip.clip_id, eval_id, exc, part=f"evaluate-{clip.clip_id}")
