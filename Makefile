@@ -2,15 +2,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# the image (infra/Dockerfile) sets these: torch from PyTorch's CPU or CUDA index
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-main test-postgres test-fast bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@# torch first, pinned: the CPU wheel here; otherwise the newest CUDA build (GBs) comes in
-	$(BIN)/pip install "torch==2.13.0"
+	$(BIN)/pip install "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
 	$(BIN)/pip install -e ".[dev]"
 	@# mediapipe needs opencv-contrib-python and PySceneDetect opencv-python; both write the same
 	@# `cv2` package and uninstalling either breaks it. Keep one copy: contrib, a superset.
@@ -24,12 +27,18 @@ demo: install
 
 # two workers (pytest-xdist): much of the suite waits on subprocesses and Prefect servers, and
 # CI has 2 cores; each worker starts its own temporary Prefect server
-test: install
-	$(BIN)/python -m pytest -q -n 2 -m "not gpu"
+# and then the PostgreSQL lane: a Prefect server on PostgreSQL (127.0.0.1:5432, or POSTGRES_URL)
+test: test-main test-postgres
+
+test-main: install
+	$(BIN)/python -m pytest -q -n 2 -m "not gpu and not postgres"
+
+test-postgres: install
+	$(BIN)/python -m pytest -q -m "postgres and not gpu"
 
 # the inner loop: no subprocess CLI runs, no Prefect flows, nothing slow (under 2 minutes)
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not gpu and not e2e and not flow and not slow"
+	$(BIN)/python -m pytest -q -m "not gpu and not e2e and not flow and not slow and not deploy and not postgres"
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py

@@ -458,6 +458,69 @@ def evaluate(
 
 
 @app.command()
+def deploy(
+    flow: Optional[list[str]] = typer.Option(None, "--flow", help="Deploy only this flow (repeatable): refresh, train, evaluate or animate (default: all four)."),
+    api_url: Optional[str] = typer.Option(None, "--api-url", help="The Prefect server's API (default: PREFECT_API_URL, e.g. http://127.0.0.1:4200/api)."),
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", help="Pipeline to deploy (default: the file's default)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Override the pipeline's data root (made absolute: workers start in the project's folder)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
+) -> None:
+    """Deploy a pipeline's flows to a Prefect server: work pools, the gpu limit, schedules."""
+    cfg = _config(pipeline, config, data_root=data_root)
+    if api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+    url = _prefect_api_url()
+    if not url:
+        _fail(AnimateAnyoneError("deploy needs a running Prefect server: start one (`prefect server start`, or "
+                                 "infra/compose.yaml) and give its API with --api-url or PREFECT_API_URL "
+                                 "(e.g. http://127.0.0.1:4200/api)"))
+    _check_server(url)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.deploy import deploy as run_deploy
+
+    try:
+        result = run_deploy(cfg, config, only=flow or None)
+    except ValueError as exc:
+        _fail(AnimateAnyoneError(f"--flow: {exc}"))
+    table = Table(title=f"deployments of {cfg.name} on {url}")
+    for col in ("deployment", "work pool", "schedule", "runs at once"):
+        table.add_column(col, overflow="fold")
+    for d in result["deployments"]:
+        table.add_row(d["deployment"], d["pool"], d["schedule"], str(d["concurrency"] or "any"))
+    out.print(table)
+    limits = ", ".join(f"{p['pool']} ({p['state']}, limit {p['concurrency_limit'] or 'none'})" for p in result["pools"])
+    out.print(f"work pools: {limits}; global concurrency limit gpu: {result['gpu_slots']} slot(s)", highlight=False)
+    out.print(f"data root: {result['parameters']['data_root']}", highlight=False)
+    pools = sorted({d["pool"] for d in result["deployments"]})
+    out.print("next: start a worker for each pool where its hardware is: "
+              + "; ".join(f"prefect worker start --pool {p}" for p in pools)
+              + f". Then: prefect deployment run 'refresh/{cfg.name}'", highlight=False)
+
+
+def _prefect_api_url() -> str | None:
+    """PREFECT_API_URL from the environment or the active Prefect profile (`prefect config set`)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def _check_server(url: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10) as r:
+            if r.status == 200:
+                return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        _fail(AnimateAnyoneError(f"no Prefect server answers at {url} ({reason}); start one with `prefect server start`"))
+    _fail(AnimateAnyoneError(f"the Prefect server at {url} is not healthy"))
+
+
+@app.command()
 def convert(
     out_dir: Path = typer.Argument(..., help="The pipeline folder to write."),
     moore: Optional[Path] = typer.Option(None, "--moore", help="Folder with Moore-AnimateAnyone's reference_unet.pth, denoising_unet.pth, pose_guider.pth (and motion_module.pth)."),

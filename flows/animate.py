@@ -9,8 +9,10 @@ content of their inputs and the model's fingerprint, so a rerun with the same in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger, task
+from pydantic import Field
 from prefect.concurrency.sync import concurrency
 
 from animate_anyone import animate as lib
@@ -20,6 +22,7 @@ from animate_anyone.pipeline import model_fingerprint
 from animate_anyone.tables import failures
 from animate_anyone.tables.io import DataRoot, Dataset
 from flows.common import GPU_LIMIT, cached_task_options, ensure_gpu_limit, resolve_config
+from flows.notify import on_run_failure, send
 
 
 def _key(_ctx, params) -> str:
@@ -39,14 +42,29 @@ def generate_task(job: lib.AnimateJob, poses: str, gpu: bool, content: str) -> d
     return lib.generate(job, Path(poses))
 
 
-@flow(name="animate", log_prints=False)
+Size = Annotated[int, Field(ge=8, le=4096)]
+
+
+@flow(name="animate", log_prints=False, on_failure=[on_run_failure], on_crashed=[on_run_failure])
 def animate_flow(pipeline: str | None = None, config: str | None = None, cfg: PipelineConfig | None = None,
-                 data_root: str | None = None, refresh: bool = False, **request) -> dict:
-    """Animate `reference` along `pose` (a pose video or a clip id) with the pipeline's `animate`
-    settings; `request` takes the fields of `AnimateRequest` (None = the pipeline's value)."""
+                 data_root: str | None = None, refresh: bool = False, reference: str | None = None,
+                 pose: str | None = None, model: str | None = None, out: str | None = None,
+                 retarget: bool | None = None, frames: Annotated[int, Field(ge=1)] | None = None,
+                 height: Size | None = None, width: Size | None = None,
+                 steps: Annotated[int, Field(ge=1, le=1000)] | None = None,
+                 guidance: Annotated[float, Field(ge=0.0)] | None = None, seed: int | None = None,
+                 device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] | None = None,
+                 fit: Literal["pad", "crop", "stretch"] | None = None, background: str | None = None,
+                 fps: Annotated[float, Field(gt=0.0)] | None = None, audio_from: str | None = None,
+                 base_dir: str | None = None) -> dict:
+    """Animate `reference` (an image, or clip:ID) along `pose` (a pose video or a clip id) with the
+    pipeline's `animate` settings; every other parameter left None takes the pipeline's value.
+    The parameters are typed and bounded, so a deployment refuses a bad value before a run starts."""
     logger = get_run_logger()
     cfg = resolve_config(cfg, pipeline, config, data_root=data_root)
-    req = lib.AnimateRequest(**request)
+    req = lib.AnimateRequest(reference=reference, pose=pose, model=model, out=out, retarget=retarget, frames=frames,
+                             height=height, width=width, steps=steps, guidance=guidance, seed=seed, device=device,
+                             fit=fit, background=background, fps=fps, audio_from=audio_from, base_dir=base_dir)
     root = DataRoot.from_uri(cfg.data_root)
     try:
         job = lib.plan(cfg, req)
@@ -66,6 +84,7 @@ def animate_flow(pipeline: str | None = None, config: str | None = None, cfg: Pi
         item = f"{Path(str(reference)).stem}:{Path(str(pose)).stem}"
         failures.record(Dataset(root, cfg.dataset), "animate", item, f"{reference} + {pose}", exc,
                         part="animate-" + sha256_json([str(reference), str(pose)])[:16])
+        send(cfg, "animate", cfg.name, [{"stage": "animate", "item": f"{reference} + {pose}", "error": exc.message}])
         return {"status": "failed", "error": exc.message, "reason": exc.reason}
     for note in result.get("notes", []):
         logger.info("%s", note)

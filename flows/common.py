@@ -22,9 +22,19 @@ def resolve_config(cfg: PipelineConfig | None, pipeline: str | None, config: str
     return PipelineConfig.model_validate({**cfg.model_dump(), **changes}) if changes else cfg
 
 
-def thread_runner(workers: int) -> ThreadPoolTaskRunner:
-    """The task runner a pipeline's ``workers`` setting asks for."""
-    return ThreadPoolTaskRunner(max_workers=workers)
+def task_runner(cfg: PipelineConfig, workers: int):
+    """The task runner the pipeline's ``runner`` asks for: ``workers`` threads (the stage's own
+    setting), or a Dask cluster: the scheduler at ``runner.address``, else a local cluster of
+    ``runner.workers`` (default ``workers``) processes that lives as long as the flow run."""
+    r = cfg.runner
+    if r.type == "threads":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    from prefect_dask import DaskTaskRunner
+
+    if r.address:
+        return DaskTaskRunner(address=r.address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": r.workers or workers, "threads_per_worker": r.threads_per_worker,
+                                          "processes": True, "dashboard_address": None})
 
 
 def cached_task_options(root: DataRoot, refresh: bool = False) -> dict:

@@ -19,6 +19,7 @@ from animate_anyone.animate import resolve_device
 from animate_anyone.config import PipelineConfig
 from animate_anyone.evaluation import run as lib
 from flows.common import GPU_LIMIT, ensure_gpu_limit, resolve_config
+from flows.notify import on_run_failure, send
 
 
 def _artifact_key(text: str) -> str:
@@ -54,7 +55,7 @@ def _artifacts(result: dict) -> None:
         create_image_artifact(image_url=Path(result["plot"]).resolve().as_uri(), key=f"{key}-steps")
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", on_failure=[on_run_failure], on_crashed=[on_run_failure])
 def evaluate_flow(pipeline: str | None = None, config: str | None = None, cfg: PipelineConfig | None = None,
                   data_root: str | None = None, model: str | None = None, snapshot: str | None = None,
                   split: str | None = None, clips: int | None = None, baselines: list[str] | None = None) -> dict:
@@ -70,4 +71,8 @@ def evaluate_flow(pipeline: str | None = None, config: str | None = None, cfg: P
         logger.info("%s %s: %s (%d/%d clips)%s", r["kind"], r["model_name"], r["status"], r["clips_done"],
                     r["num_clips"], " cached" if r.get("cached") else "")
     _artifacts(result)
+    left_out = [{"stage": "evaluate", "item": r["model_name"], "error": f"{r['status']}: {r['clips_done']}/{r['num_clips']} clips scored"}
+                for r in result["runs"] if r["status"] != "finished"]
+    if left_out:
+        send(cfg, "evaluate", cfg.name, left_out)
     return result

@@ -30,7 +30,7 @@ from animate_anyone.ingest.serve import serve_directory
 from animate_anyone.ingest.shots import SHOTS_VERSION
 from animate_anyone.tables.catalog import refresh_catalog
 from animate_anyone.tables.io import DataRoot, Dataset
-from flows.common import cached_task_options, resolve_config, retry_delays, thread_runner
+from flows.common import cached_task_options, resolve_config, retry_delays, task_runner
 
 
 def _key(step: str, version: str, *parts) -> str:
@@ -91,7 +91,7 @@ def _retry_if_transient(task, task_run, state) -> bool:
 
 def run_ingest(cfg: PipelineConfig, sources: list[str] | None = None, refresh: bool = False, **kwargs):
     """The ingest flow with the task runner the pipeline asks for (``ingest.workers`` threads)."""
-    return ingest.with_options(task_runner=thread_runner(cfg.ingest.workers))(cfg=cfg, sources=sources,
+    return ingest.with_options(task_runner=task_runner(cfg, cfg.ingest.workers))(cfg=cfg, sources=sources,
                                                                               refresh=refresh, **kwargs)
 
 

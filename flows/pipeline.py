@@ -7,25 +7,21 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from animate_anyone.config import PipelineConfig
-from animate_anyone.tables.io import DataRoot
 from flows.animate import animate_flow
 from flows.common import resolve_config
 from flows.evaluate import evaluate_flow
-from flows.ingest import run_ingest
-from flows.pose import run_extract_poses, select_task
+from flows.notify import on_run_failure
+from flows.refresh import refresh_steps
 from flows.train import train_flow
 
 
-@flow(name="pipeline")
+@flow(name="pipeline", on_failure=[on_run_failure], on_crashed=[on_run_failure])
 def run_pipeline(pipeline: str | None = None, config: str | None = None, cfg: PipelineConfig | None = None,
                  data_root: str | None = None, max_train_steps: int | None = None) -> dict:
     """Run pipeline ``pipeline`` end to end: ingest, pose extraction, selection, training, animation.
     ``max_train_steps`` caps every training stage (a quick look; a later run continues)."""
     cfg = resolve_config(cfg, pipeline, config, data_root=data_root)
-    summary = {"ingest": run_ingest(cfg)}
-    summary["pose"] = run_extract_poses(cfg)
-    summary["select"] = select_task(str(DataRoot.from_uri(cfg.data_root).path), cfg.dataset, cfg.select.where,
-                                    cfg.select.splits, cfg.name)
+    summary = refresh_steps(cfg)
     if cfg.train.stages() and summary["select"]["num_clips"]:
         summary["train"] = train_flow(cfg=cfg, snapshot=summary["select"]["snapshot_id"], max_steps=max_train_steps)
     if cfg.animate.pose:

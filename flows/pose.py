@@ -22,7 +22,7 @@ from animate_anyone.pose.backends import backend_uses_gpu, load_backend
 from animate_anyone.tables.catalog import refresh_catalog
 from animate_anyone.tables.io import DataRoot, Dataset
 from animate_anyone.tables.selection import select_clips
-from flows.common import GPU_LIMIT, ensure_gpu_limit, resolve_config, thread_runner
+from flows.common import GPU_LIMIT, ensure_gpu_limit, resolve_config, task_runner
 
 
 @task(name="extract-poses", cache_policy=NO_CACHE)
@@ -44,7 +44,7 @@ def select_task(root: str, dataset: str, where: str, splits: list[str], pipeline
 
 def run_extract_poses(cfg: PipelineConfig, backend: str | None = None, **kwargs):
     """The pose flow with the task runner the pipeline asks for (``pose.workers`` threads)."""
-    return extract_poses.with_options(task_runner=thread_runner(cfg.pose.workers))(cfg=cfg, backend=backend, **kwargs)
+    return extract_poses.with_options(task_runner=task_runner(cfg, cfg.pose.workers))(cfg=cfg, backend=backend, **kwargs)
 
 
 @flow(name="extract_poses")

@@ -20,6 +20,7 @@ from animate_anyone.tables.selection import load_snapshot
 from animate_anyone.training import run as lib
 from animate_anyone.training.loop import StageJob
 from flows.common import GPU_LIMIT, cached_task_options, ensure_gpu_limit, resolve_config
+from flows.notify import on_run_failure
 
 
 def _key(_ctx, params) -> str:
@@ -66,7 +67,7 @@ def _artifacts(summary: dict) -> None:
     create_markdown_artifact("\n".join(lines), key=f"train-{summary['run_id']}".lower().replace("_", "-").replace(".", "-")[:100])
 
 
-@flow(name="train")
+@flow(name="train", on_failure=[on_run_failure], on_crashed=[on_run_failure])
 def train_flow(pipeline: str | None = None, config: str | None = None, cfg: PipelineConfig | None = None,
                data_root: str | None = None, stage: str = "all", snapshot: str | None = None, resume: bool = True,
                max_steps: int | None = None, refresh: bool = False) -> dict:

@@ -1,0 +1,155 @@
+"""The pipeline as its operators run it: `prefect server start`, `animate-anyone deploy`, one
+process worker per pool, runs triggered with `prefect deployment run`, an interval schedule, the
+refresh deployment's limit of one run at once, and the animate deployment refusing bad
+parameters. Every command is its own process, started from a clean folder with relative paths."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from animate_anyone.tables import DataRoot, read_table
+from prefect_stack import BIN, write_pipelines
+
+pytestmark = [pytest.mark.deploy, pytest.mark.slow, pytest.mark.timeout(900)]
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def deployed(stack, tmp_path_factory):
+    """`animate-anyone deploy` of the smallest demo from an operator's folder, then both workers."""
+    work = tmp_path_factory.mktemp("operator")
+    write_pipelines(work / "pipelines.yaml", Path("data"))  # relative: deploy makes it absolute
+    result = stack.run([str(BIN / "animate-anyone"), "deploy"], cwd=work)  # ./pipelines.yaml, its default
+    assert result.returncode == 0, result.stdout + result.stderr
+    stack.start_worker("cpu", work)
+    stack.start_worker("gpu", work)
+    return work, result.stdout
+
+
+def _deployments(stack) -> dict:
+    with stack.client() as c:
+        return {f"{c.read_flow(d.flow_id).name}/{d.name}": d for d in c.read_deployments()}
+
+
+def _runs(stack, deployment) -> list:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with stack.client() as c:
+        return c.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+
+
+def _wait(stack, run_ids, timeout=600) -> dict:
+    deadline = time.monotonic() + timeout
+    with stack.client() as c:
+        while time.monotonic() < deadline:
+            runs = {rid: c.read_flow_run(rid) for rid in run_ids}
+            if all(r.state.type.value in FINAL for r in runs.values()):
+                return runs
+            time.sleep(1)
+    raise AssertionError(f"runs not finished in {timeout} s: { {str(k): v.state.name for k, v in runs.items()} }\n"
+                         f"{stack.log('worker-cpu')[-3000:]}")
+
+
+def _clip_rows(work: Path) -> tuple[list, list]:
+    root = DataRoot.from_uri(work / "data")
+    clips = sorted(r["clip_id"] for r in read_table(root, "clips").to_pylist())
+    posed = sorted(r["clip_id"] for r in read_table(root, "clip_pose_summary").to_pylist())
+    return clips, posed
+
+
+def test_deploy_creates_pools_limits_schedules_and_one_deployment_per_flow(stack, deployed):
+    work, printed = deployed
+    for name in ("refresh/test", "train/test", "evaluate/test", "animate/test", "prefect worker start --pool cpu"):
+        assert name in printed
+    deps = _deployments(stack)
+    assert set(deps) == {"refresh/test", "train/test", "evaluate/test", "animate/test"}
+    assert {k: d.work_pool_name for k, d in deps.items()} == {
+        "refresh/test": "cpu", "train/test": "gpu", "evaluate/test": "gpu", "animate/test": "gpu"}
+    assert [s.schedule.cron for s in deps["evaluate/test"].schedules] == ["0 3 * * *"]  # evaluate.schedule
+    assert deps["refresh/test"].schedules == [] and deps["animate/test"].schedules == []
+    refresh_limit = deps["refresh/test"].global_concurrency_limit
+    assert refresh_limit.limit == 1 and deps["refresh/test"].concurrency_options.collision_strategy.value == "ENQUEUE"
+    assert deps["animate/test"].global_concurrency_limit is None
+    assert deps["refresh/test"].parameters == {"pipeline": "test", "config": str(work / "pipelines.yaml"),
+                                               "data_root": str(work / "data")}
+    with stack.client() as c:
+        assert (c.read_work_pool("cpu").type, c.read_work_pool("cpu").concurrency_limit) == ("process", None)
+        assert (c.read_work_pool("gpu").type, c.read_work_pool("gpu").concurrency_limit) == ("process", 1)
+        assert c.read_global_concurrency_limit_by_name("gpu").limit == 1
+    # deploying again updates in place: still four deployments, the same ids
+    again = stack.run([str(BIN / "animate-anyone"), "deploy"], cwd=work)
+    assert again.returncode == 0, again.stderr
+    assert {k: d.id for k, d in _deployments(stack).items()} == {k: d.id for k, d in deps.items()}
+
+
+def test_a_triggered_refresh_runs_on_the_cpu_worker_and_fills_the_tables(stack, deployed):
+    work, _ = deployed
+    result = stack.run([str(BIN / "prefect"), "deployment", "run", "refresh/test", "--watch", "--watch-interval", "2"],
+                       cwd=work)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + stack.log("worker-cpu")[-3000:]
+    assert "Completed" in result.stdout
+    clips, posed = _clip_rows(work)
+    assert len(clips) >= 1 and posed == clips  # every clip cut by the run has its poses
+    (run,) = _runs(stack, _deployments(stack)["refresh/test"])
+    assert run.state.is_completed() and "test-cpu" in stack.log("worker-cpu")
+
+
+def test_two_refreshes_at_once_wait_for_each_other_and_never_duplicate_rows(stack, deployed):
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    work, _ = deployed
+    before = _clip_rows(work)
+    with temporary_settings({PREFECT_API_URL: stack.url}):
+        ids = [run_deployment("refresh/test", timeout=0).id for _ in range(2)]
+    runs = _wait(stack, ids)
+    assert all(r.state.is_completed() for r in runs.values()), {str(k): r.state.message for k, r in runs.items()}
+    first, second = sorted(runs.values(), key=lambda r: r.start_time)
+    assert second.start_time >= first.end_time  # one at a time: the deployment's limit is 1
+    with stack.client() as c:
+        states = [s.name for rid in ids for s in c.read_flow_run_states(rid)]
+    assert "AwaitingConcurrencySlot" in states  # the second one waited (ENQUEUE), it was not dropped
+    after = _clip_rows(work)
+    assert after == before and len(set(after[0])) == len(after[0])
+
+
+def test_the_animate_deployment_refuses_bad_parameters_and_runs_on_the_gpu_worker(stack, deployed):
+    work, _ = deployed
+    run = [str(BIN / "prefect"), "deployment", "run", "animate/test"]
+    for bad in ("frames=0", "frames=-3", "frames=\"many\"", "steps=0", "fit=\"squash\"", "device=\"tpu\""):
+        result = stack.run(run + ["--param", bad], cwd=work)
+        assert result.returncode != 0, bad
+        assert "validation" in (result.stdout + result.stderr).lower(), (bad, result.stdout, result.stderr)
+    assert _runs(stack, _deployments(stack)["animate/test"]) == []  # nothing was created
+    ok = stack.run(run + ["--param", "frames=4", "--watch", "--watch-interval", "2"], cwd=work)
+    assert ok.returncode == 0, ok.stdout[-3000:] + stack.log("worker-gpu")[-3000:]
+    videos = list((work / "data" / "outputs").rglob("*.mp4"))
+    assert videos and "test-gpu" in stack.log("worker-gpu")
+
+
+def test_an_interval_schedule_gets_runs_created_and_executed_by_the_worker(stack, deployed):
+    work, _ = deployed
+    before = _clip_rows(work)
+    write_pipelines(work / "ticking.yaml", Path("data"), refresh={"pool": "cpu", "interval_s": 5})
+    result = stack.run([str(BIN / "animate-anyone"), "deploy", "--config", "ticking.yaml", "--flow", "refresh"], cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "every 5 s" in result.stdout
+    dep = _deployments(stack)["refresh/test"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        done = [r for r in _runs(stack, dep) if r.auto_scheduled and r.state.is_completed()]
+        if len(done) >= 2:
+            break
+        time.sleep(2)
+    else:
+        raise AssertionError(f"fewer than 2 scheduled runs completed: {[r.state.name for r in _runs(stack, dep)]}")
+    # back to on demand: redeploying without a schedule removes it
+    assert stack.run([str(BIN / "animate-anyone"), "deploy", "--flow", "refresh"], cwd=work).returncode == 0
+    assert _deployments(stack)["refresh/test"].schedules == []
+    clips, posed = _clip_rows(work)
+    assert clips and posed == clips and len(set(clips)) == len(clips)  # no row twice, however many runs
+    if before[0]:
+        assert (clips, posed) == before  # a refresh of what is already there writes no new rows

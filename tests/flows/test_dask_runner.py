@@ -1,0 +1,71 @@
+"""Ingest and pose extraction on a 2-worker local Dask cluster (prefect-dask) give the same tables
+as the default thread pool: the same clips cut at the same frames, the same poses."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from animate_anyone.config import load_config
+from animate_anyone.tables import DataRoot, read_table
+
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.flow, pytest.mark.slow]
+
+VOLATILE = {"ingested_at", "extracted_at", "created_at", "downloaded_at", "fetched_at"}
+
+
+def _tables(root: DataRoot) -> dict:
+    out = {}
+    for name in ("sources", "clips", "clip_pose_summary", "pose_frames"):
+        t = read_table(root, name)
+        rows = t.drop_columns([c for c in t.column_names if c in VOLATILE or c.endswith("_uri") or c == "path"]).to_pylist()
+        out[name] = sorted(rows, key=repr)
+    return out
+
+
+def _refresh(config, pipeline: str):
+    from flows.refresh import refresh_flow
+
+    state = refresh_flow(pipeline=pipeline, config=str(config), return_state=True)
+    return state.result(), state.state_details.flow_run_id
+
+
+def test_without_an_address_the_runner_is_a_local_cluster_of_the_workers_asked_for(test_config):
+    from prefect_dask import DaskTaskRunner
+
+    from flows.common import task_runner
+
+    cfg = load_config("test", test_config)
+    assert task_runner(cfg, 3).__class__.__name__ == "ThreadPoolTaskRunner"
+    dask = cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"type": "dask", "workers": 2})})
+    runner = task_runner(dask, 3)
+    assert isinstance(runner, DaskTaskRunner) and runner.cluster_kwargs["n_workers"] == 2 and runner.address is None
+
+
+def test_dask_cluster_gives_the_same_tables_as_threads(test_config, tmp_path, api):
+    from distributed import Client, LocalCluster, get_task_stream
+
+    cfg = yaml.safe_load(test_config.read_text())
+    threads_summary, _ = _refresh(test_config, "test")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        dask = dict(cfg["pipelines"]["test"], data_root=str(tmp_path / "dask-data"),
+                    runner={"type": "dask", "address": cluster.scheduler_address})
+        cfg["pipelines"]["dask"] = dask
+        test_config.write_text(yaml.safe_dump(cfg))
+        with get_task_stream(client) as stream:
+            dask_summary, run_id = _refresh(test_config, "dask")
+        ran_on, workers = {t["worker"] for t in stream.data}, set(client.scheduler_info()["workers"])
+    # every ingest and pose task ran on the cluster's worker processes, not in the flow's process
+    tasks = dask_summary["ingest"]["sources"] * 4 + dask_summary["pose"]["shards"]
+    assert len(stream.data) >= tasks and ran_on and ran_on <= workers and len(workers) == 2
+    assert dask_summary["ingest"]["clips"] == threads_summary["ingest"]["clips"] > 0
+    assert dask_summary["pose"]["ok"] == dask_summary["pose"]["clips"] == threads_summary["pose"]["ok"]
+    threads_root = DataRoot.from_uri(load_config("test", test_config).data_root)
+    dask_root = DataRoot.from_uri(load_config("dask", test_config).data_root)
+    threads_tables, dask_tables = _tables(threads_root), _tables(dask_root)
+    assert threads_tables["clips"] and threads_tables["pose_frames"]
+    for name in threads_tables:
+        assert dask_tables[name] == threads_tables[name], name
+    # the tasks ran on the Dask workers (their task runs are on the server like any other)
+    states = api.task_states(run_id)
+    assert states and set(states.values()) == {"Completed"}
