@@ -467,6 +467,12 @@ def deploy(
 ) -> None:
     """Deploy a pipeline's flows to a Prefect server: work pools, the gpu limit, schedules."""
     cfg = _config(pipeline, config, data_root=data_root)
+    flows = ("refresh", "train", "evaluate", "animate")
+    for name in flow or []:
+        if name not in flows:
+            _fail(AnimateAnyoneError(f"--flow {name!r}: not a deployable flow; one of {', '.join(flows)}"))
+    if api_url is not None and not re.match(r"^https?://[^/\s]+", api_url):
+        _fail(AnimateAnyoneError(f"--api-url {api_url!r}: not an http(s) URL (e.g. http://127.0.0.1:4200/api)"))
     if api_url:
         os.environ["PREFECT_API_URL"] = api_url
     url = _prefect_api_url()
@@ -478,10 +484,7 @@ def deploy(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.deploy import deploy as run_deploy
 
-    try:
-        result = run_deploy(cfg, config, only=flow or None)
-    except ValueError as exc:
-        _fail(AnimateAnyoneError(f"--flow: {exc}"))
+    result = run_deploy(cfg, config, only=flow or None)
     table = Table(title=f"deployments of {cfg.name} on {url}")
     for col in ("deployment", "work pool", "schedule", "runs at once"):
         table.add_column(col, overflow="fold")

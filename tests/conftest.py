@@ -18,6 +18,22 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
+# the suite's longest tests first, so that pytest-xdist's two workers do not end on one of them
+# alone (longest-first scheduling); the rest keep their order
+LONGEST_FIRST = ("test_cli.py::test_main_job_runs_the_demo_end_to_end", "tests/deploy/test_deployments.py",
+                 "tests/e2e/test_evaluate_cli.py", "tests/training/test_evaluation.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        for k, name in enumerate(LONGEST_FIRST):
+            if name in item.nodeid:
+                return k
+        return len(LONGEST_FIRST) if item.get_closest_marker("slow") else len(LONGEST_FIRST) + 1
+
+    items.sort(key=rank)
+
+
 def need_shared_fixtures() -> Path:
     """The real media folder; CI always has it (missing there is a failure), a user's clone skips."""
     if not SHARED_FIXTURES.is_dir():

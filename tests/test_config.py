@@ -33,6 +33,20 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
     ("    sources: {urls: ['ftp://example.org/a.mp4']}", "pipelines.demo.sources.urls", "ftp://"),
     ("    colour: blue", "pipelines.demo.colour", "unknown field"),
     ("    dataset: 'has spaces'", "pipelines.demo.dataset", "has spaces"),
+    # deployments and the task runner
+    ("    deploy: {pools: {cpu: null, gpu: 0}}", "pipelines.demo.deploy", "pools.gpu: a concurrency limit is at least 1"),
+    ("    deploy: {pools: {cpu: null, gpu: -1}}", "pipelines.demo.deploy", "got -1"),
+    ("    deploy: {pools: {cpu: many, gpu: 1}}", "pipelines.demo.deploy.pools.cpu", "'many'"),
+    ("    deploy: {train: {pool: tpu}}", "pipelines.demo.deploy", "train.pool 'tpu' is not among the pools ['cpu', 'gpu']"),
+    ("    deploy: {refresh: {cron: '61 * * * *'}}", "pipelines.demo.deploy.refresh.cron", "not a cron expression"),
+    ("    deploy: {refresh: {cron: '0 1 * * *', interval_s: 60}}", "pipelines.demo.deploy.refresh", "not both"),
+    ("    deploy: {refresh: {interval_s: 0}}", "pipelines.demo.deploy.refresh.interval_s", "got 0"),
+    ("    deploy: {refresh: {interval_s: often}}", "pipelines.demo.deploy.refresh.interval_s", "'often'"),
+    ("    deploy: {refresh: {concurrency: 0}}", "pipelines.demo.deploy.refresh.concurrency", "got 0"),
+    ("    deploy: {notify: 'https://hooks.example/x'}", "pipelines.demo.deploy.notify", "hooks.example"),
+    ("    runner: {type: ray}", "pipelines.demo.runner.type", "'threads'"),
+    ("    runner: {type: dask, workers: 0}", "pipelines.demo.runner.workers", "got 0"),
+    ("    runner: {type: dask, workers: -2}", "pipelines.demo.runner.workers", "got -2"),
 ])
 def test_invalid_values_name_the_field(tmp_path, body, field, fragment):
     bad = tmp_path / "p.yaml"

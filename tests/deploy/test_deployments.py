@@ -12,7 +12,8 @@ import pytest
 from animate_anyone.tables import DataRoot, read_table
 from prefect_stack import BIN, write_pipelines
 
-pytestmark = [pytest.mark.deploy, pytest.mark.slow, pytest.mark.timeout(900)]
+# one server, one deployment and its workers for the whole module: its tests stay on one xdist worker
+pytestmark = [pytest.mark.deploy, pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("deploy")]
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -114,6 +115,33 @@ def test_two_refreshes_at_once_wait_for_each_other_and_never_duplicate_rows(stac
     assert "AwaitingConcurrencySlot" in states  # the second one waited (ENQUEUE), it was not dropped
     after = _clip_rows(work)
     assert after == before and len(set(after[0])) == len(after[0])
+
+
+def test_a_cancelled_refresh_reruns_to_the_same_rows(stack, deployed, tmp_path):
+    """An operator cancels a running refresh (its process is killed) and runs it again."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    work, _ = deployed
+    fresh = tmp_path / "fresh-data"  # a data root of its own, so the run has real work to cut short
+    with temporary_settings({PREFECT_API_URL: stack.url}):
+        run = run_deployment("refresh/test", parameters={"data_root": str(fresh)}, timeout=0)
+    deadline = time.monotonic() + 300
+    with stack.client() as c:
+        while not c.read_flow_run(run.id).state.is_running():
+            assert time.monotonic() < deadline, c.read_flow_run(run.id).state
+            time.sleep(0.5)
+    time.sleep(3)  # mid-ingest
+    cancel = stack.run([str(BIN / "prefect"), "flow-run", "cancel", str(run.id)], cwd=work)
+    assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+    assert _wait(stack, [run.id], timeout=120)[run.id].state.type.value == "CANCELLED"
+    with temporary_settings({PREFECT_API_URL: stack.url}):
+        again = run_deployment("refresh/test", parameters={"data_root": str(fresh)}, timeout=600)
+    assert again.state.is_completed(), again.state.message
+    root = DataRoot.from_uri(fresh)
+    clips = sorted(r["clip_id"] for r in read_table(root, "clips").to_pylist())
+    posed = sorted(r["clip_id"] for r in read_table(root, "clip_pose_summary").to_pylist())
+    assert clips == posed == _clip_rows(work)[0]  # content-derived ids: the same clips as the first data root
 
 
 def test_the_animate_deployment_refuses_bad_parameters_and_runs_on_the_gpu_worker(stack, deployed):
