@@ -31,7 +31,7 @@ demo: install
 test: test-main test-postgres
 
 test-main: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not gpu and not postgres"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not gpu and not postgres"
 
 test-postgres: install
 	$(BIN)/python -m pytest -q -m "postgres and not gpu"

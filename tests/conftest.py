@@ -19,7 +19,10 @@ SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
 # the suite's longest tests first, so that pytest-xdist's two workers do not end on one of them
-# alone (longest-first scheduling); the rest keep their order
+# alone (longest-first scheduling); the rest keep their order. `make test` distributes whole files
+# (`--dist loadfile`): a module-scoped fixture such as tests/deploy's server then starts once.
+# (`--dist loadgroup` would not do: pytest-xdist 3.8.0 tags groups through `item._nodeid`, which
+# pytest 9 no longer reads, so its groups are split across workers.)
 LONGEST_FIRST = ("test_cli.py::test_main_job_runs_the_demo_end_to_end", "tests/deploy/test_deployments.py",
                  "tests/e2e/test_evaluate_cli.py", "tests/training/test_evaluation.py")
 
@@ -32,6 +35,7 @@ def pytest_collection_modifyitems(items):
         return len(LONGEST_FIRST) if item.get_closest_marker("slow") else len(LONGEST_FIRST) + 1
 
     items.sort(key=rank)
+
 
 
 def need_shared_fixtures() -> Path:

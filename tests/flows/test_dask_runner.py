@@ -45,6 +45,8 @@ def test_dask_cluster_gives_the_same_tables_as_threads(test_config, tmp_path, ap
     from distributed import Client, LocalCluster, get_task_stream
 
     cfg = yaml.safe_load(test_config.read_text())
+    cfg["pipelines"]["test"]["sources"]["puppets"].update(count=1, seconds=8)  # 2 clips: the point is where tasks run
+    test_config.write_text(yaml.safe_dump(cfg))
     threads_summary, _ = _refresh(test_config, "test")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
