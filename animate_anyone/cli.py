@@ -466,11 +466,12 @@ def deploy(
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
 ) -> None:
     """Deploy a pipeline's flows to a Prefect server: work pools, the gpu limit, schedules."""
+    from animate_anyone.config import DEPLOYABLE_FLOWS
+
     cfg = _config(pipeline, config, data_root=data_root)
-    flows = ("refresh", "train", "evaluate", "animate")
     for name in flow or []:
-        if name not in flows:
-            _fail(AnimateAnyoneError(f"--flow {name!r}: not a deployable flow; one of {', '.join(flows)}"))
+        if name not in DEPLOYABLE_FLOWS:
+            _fail(AnimateAnyoneError(f"--flow {name!r}: not a deployable flow; one of {', '.join(DEPLOYABLE_FLOWS)}"))
     if api_url is not None and not re.match(r"^https?://[^/\s]+", api_url):
         _fail(AnimateAnyoneError(f"--api-url {api_url!r}: not an http(s) URL (e.g. http://127.0.0.1:4200/api)"))
     if api_url:

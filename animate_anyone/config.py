@@ -378,6 +378,9 @@ class FlowDeployment(_Strict):
         return self
 
 
+DEPLOYABLE_FLOWS = ("refresh", "train", "evaluate", "animate")  # the fields of Deploy, in deploy order
+
+
 class Deploy(_Strict):
     """What ``animate-anyone deploy`` creates on the Prefect server (see docs/operations.md)."""
 
@@ -393,7 +396,7 @@ class Deploy(_Strict):
 
     @model_validator(mode="after")
     def _pools_exist(self) -> "Deploy":
-        for name in ("refresh", "train", "evaluate", "animate"):
+        for name in DEPLOYABLE_FLOWS:
             pool = getattr(self, name).pool
             if pool not in self.pools:
                 raise ValueError(f"{name}.pool {pool!r} is not among the pools {sorted(self.pools)}")

@@ -47,6 +47,11 @@ def cached_task_options(root: DataRoot, refresh: bool = False) -> dict:
     return {"persist_result": True, "result_storage": f"local-file-system/{name}", "refresh_cache": refresh}
 
 
+def artifact_key(text: str) -> str:
+    """A Prefect artifact key from any text: lowercase letters, digits and dashes, 100 at most."""
+    return "".join(ch if ch.isalnum() else "-" for ch in text.lower())[:100]
+
+
 def retry_delays(r: Retries) -> list[float]:
     """Exponential backoff: backoff_s, 2×, 4×… capped at max_backoff_s (jitter is Prefect's)."""
     return [min(r.backoff_s * 2**i, r.max_backoff_s) for i in range(max(r.attempts - 1, 0))]

@@ -23,7 +23,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron, Interval
 
-from animate_anyone.config import FlowDeployment, PipelineConfig, config_path
+from animate_anyone.config import DEPLOYABLE_FLOWS, FlowDeployment, PipelineConfig, config_path
 from animate_anyone.tables.io import DataRoot
 from flows.common import ensure_gpu_limit
 
@@ -54,8 +54,9 @@ def ensure_pools(pools: dict[str, int | None]) -> list[dict]:
 
 def schedules(kind: str, d: FlowDeployment, cfg: PipelineConfig) -> list:
     """The deployment's schedule: its own cron or interval; evaluate falls back on evaluate.schedule."""
-    cron = d.cron if d.cron or d.interval_s else (cfg.evaluate.schedule if kind == "evaluate" else None)
-    timezone = cfg.evaluate.timezone if kind == "evaluate" and not d.cron else d.timezone
+    cron, timezone = d.cron, d.timezone
+    if kind == "evaluate" and not d.cron and not d.interval_s:
+        cron, timezone = cfg.evaluate.schedule, cfg.evaluate.timezone
     if cron:
         return [Cron(cron, timezone=timezone)]
     if d.interval_s:
@@ -73,10 +74,7 @@ def parameters(cfg: PipelineConfig, config: Path) -> dict:
 def deploy(cfg: PipelineConfig, config: str | Path | None = None, only: list[str] | None = None,
            project: Path = PROJECT) -> dict:
     """Pools, the ``gpu`` limit and the pipeline's deployments on the server at ``PREFECT_API_URL``."""
-    kinds = only or list(ENTRYPOINTS)
-    unknown = sorted(set(kinds) - set(ENTRYPOINTS))
-    if unknown:
-        raise ValueError(f"unknown flow(s) {unknown}; deployable: {sorted(ENTRYPOINTS)}")
+    kinds = only or list(DEPLOYABLE_FLOWS)  # the CLI has checked the names
     pools = ensure_pools(cfg.deploy.pools)
     ensure_gpu_limit(cfg.gpu_slots)
     params = parameters(cfg, config_path(config))

@@ -18,12 +18,8 @@ from prefect.concurrency.sync import concurrency
 from animate_anyone.animate import resolve_device
 from animate_anyone.config import PipelineConfig
 from animate_anyone.evaluation import run as lib
-from flows.common import GPU_LIMIT, ensure_gpu_limit, resolve_config
+from flows.common import GPU_LIMIT, artifact_key, ensure_gpu_limit, resolve_config
 from flows.notify import on_run_failure, send
-
-
-def _artifact_key(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in text.lower())[:100]
 
 
 @task(name="evaluate", retries=1, retry_delay_seconds=5)
@@ -47,7 +43,7 @@ def evaluate_task(cfg: PipelineConfig, what: str | None, snapshot: str | None, s
 
 
 def _artifacts(result: dict) -> None:
-    key = _artifact_key(f"eval-{result['bench']}")
+    key = artifact_key(f"eval-{result['bench']}")
     create_markdown_artifact(result["markdown"] + "".join(f"\n- grid video: `{g}`" for g in result["grids"]),
                              key=key, description="leaderboard: every model of the bench beside its baselines")
     create_table_artifact([{k: v for k, v in row.items()} for row in result["table"]], key=f"{key}-table")

@@ -14,6 +14,7 @@ from prefect.blocks.core import Block
 from prefect.logging import get_logger
 
 from animate_anyone.config import PipelineConfig, load_config
+from flows.common import artifact_key
 
 MAX_LISTED = 20  # items named in one notice; the failures table has them all
 
@@ -55,8 +56,7 @@ def send(cfg: PipelineConfig | None, flow: str, pipeline: str, items: list[dict]
         log = get_logger("animate_anyone.notify")
     log.error("%s", body)
     try:
-        create_markdown_artifact(body, key=f"failures-{flow}-{pipeline}".lower().replace("_", "-").replace(".", "-")[:100],
-                                 description=subject)
+        create_markdown_artifact(body, key=artifact_key(f"failures-{flow}-{pipeline}"), description=subject)
     except Exception as exc:  # noqa: BLE001 (no run context: nothing to attach the artifact to)
         log.warning("the failure notice was not kept as an artifact: %s", exc)
     block = cfg.deploy.notify if cfg is not None else None

@@ -19,7 +19,7 @@ from animate_anyone.tables.io import DataRoot, Dataset
 from animate_anyone.tables.selection import load_snapshot
 from animate_anyone.training import run as lib
 from animate_anyone.training.loop import StageJob
-from flows.common import GPU_LIMIT, cached_task_options, ensure_gpu_limit, resolve_config
+from flows.common import GPU_LIMIT, artifact_key, cached_task_options, ensure_gpu_limit, resolve_config
 from flows.notify import on_run_failure
 
 
@@ -63,8 +63,8 @@ def _artifacts(summary: dict) -> None:
     if (run_dir / "loss.png").is_file():
         lines.append(f"- loss curve: `{run_dir / 'loss.png'}`")
         create_image_artifact(image_url=(run_dir / "loss.png").resolve().as_uri(),
-                              key=f"loss-{summary['run_id']}".lower().replace("_", "-").replace(".", "-")[:100])
-    create_markdown_artifact("\n".join(lines), key=f"train-{summary['run_id']}".lower().replace("_", "-").replace(".", "-")[:100])
+                              key=artifact_key(f"loss-{summary['run_id']}"))
+    create_markdown_artifact("\n".join(lines), key=artifact_key(f"train-{summary['run_id']}"))
 
 
 @flow(name="train", on_failure=[on_run_failure], on_crashed=[on_run_failure])
