@@ -16,6 +16,7 @@ names only when complete.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,6 +34,7 @@ __all__ = ["AnimateInputError", "AnimateJob", "AnimateRequest", "find_person", "
            "plan", "prepare_poses", "read_reference", "run_animate"]
 
 FITS = ("pad", "crop", "stretch")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,14 @@ class PoseSequence:
     frames: list[np.ndarray]  # RGB uint8 pose images, all (H, W, 3)
     fps: Fraction
     source: str
+    notes: tuple[str, ...] = ()  # what preparing the poses warned about
 
 
 # --- 1. plan -------------------------------------------------------------------------------------
 
 def plan(cfg, request: AnimateRequest) -> AnimateJob:
-    """Resolve ``request`` against pipeline ``cfg`` (a ``PipelineConfig``); nothing heavy runs."""
-    from animate_anyone.pipeline import resolve_model
+    """Resolve ``request`` against pipeline ``cfg`` (a ``PipelineConfig``); nothing heavy runs,
+    and the options are checked before anything is read or loaded."""
     from animate_anyone.tables.io import DataRoot, Dataset
 
     a, r = cfg.animate, request
@@ -113,6 +116,20 @@ def plan(cfg, request: AnimateRequest) -> AnimateJob:
 
     def pick(value, default):
         return default if value is None else value
+
+    fit = pick(r.fit, a.fit)
+    if fit not in FITS:
+        raise AnimateInputError(f"--fit must be one of {', '.join(FITS)}; got {fit!r}", "bad_option")
+    background = pick(r.background, a.background)
+    parse_colour(background)
+    size_given = r.width is not None or r.height is not None
+    width, height = (r.width, r.height) if size_given else (a.width, a.height)
+    frames = pick(r.frames, a.frames)
+    for name, value, low in (("--frames", frames, 1), ("--height", height, 8), ("--width", width, 8),
+                             ("--steps", r.steps, 1), ("--guidance", r.guidance, 0), ("--fps", r.fps, 1e-6)):
+        if value is not None and value < low:
+            raise AnimateInputError(f"{name} must be at least {low:g}; got {value:g}", "bad_option")
+    from animate_anyone.pipeline import resolve_model  # torch and diffusers: only once the options are sound
 
     reference, pose = resolve_sources(Dataset(root, cfg.dataset), pick(r.reference, a.reference), pick(r.pose, a.pose),
                                       base)
@@ -126,21 +143,8 @@ def plan(cfg, request: AnimateRequest) -> AnimateJob:
         retarget = False  # the pipeline's retarget setting applies to keypoints only
     else:
         retarget = pick(r.retarget, a.retarget)
-    fit = pick(r.fit, a.fit)
-    if fit not in FITS:
-        raise AnimateInputError(f"--fit must be one of {', '.join(FITS)}; got {fit!r}", "bad_option")
-    background = pick(r.background, a.background)
-    parse_colour(background)
     model = resolve_model(r.model, root.path, base, a.seed) if r.model is not None else \
         resolve_model(a.model, root.path, Path(cfg.base_dir or Path.cwd()), a.seed)
-    # the size: the request's --width/--height when it gives either, else the pipeline's pair
-    size_given = r.width is not None or r.height is not None
-    width, height = (r.width, r.height) if size_given else (a.width, a.height)
-    frames = pick(r.frames, a.frames)
-    for name, value, low in (("--frames", frames, 1), ("--height", height, 8), ("--width", width, 8),
-                             ("--steps", r.steps, 1), ("--guidance", r.guidance, 0), ("--fps", r.fps, 1e-6)):
-        if value is not None and value < low:
-            raise AnimateInputError(f"{name} must be at least {low:g}; got {value:g}", "bad_option")
     name = f"{Path(reference).stem}.{Path(pose).stem}.mp4"
     out = Path(r.out) if r.out else root.path / "outputs" / "animate" / name
     out = out if out.is_absolute() else base / out
@@ -166,7 +170,6 @@ def resolve_sources(ds, reference: str | None, pose: str | None,
     ``base``."""
     import PIL.Image
 
-    from animate_anyone.pose.stages import clip_path
     from animate_anyone.tables.selection import load_snapshot
 
     base = base or Path.cwd()
@@ -197,7 +200,7 @@ def resolve_sources(ds, reference: str | None, pose: str | None,
             raise AnimateInputError(f"reference {reference}: no such clip in the snapshot", "unknown_clip")
         out = ds.root.path / "outputs" / "animate" / "references" / f"{row['clip_id']}.png"
         if not out.is_file():
-            frame = next(iter_frames(clip_path(row))).to_ndarray(format="rgb24")
+            frame = next(iter_frames(ds.root.media_path(row["clip_uri"]))).to_ndarray(format="rgb24")
             with atomic_path(out) as tmp:
                 PIL.Image.fromarray(frame).save(tmp, format="PNG")
         reference = str(out)
@@ -216,12 +219,19 @@ def prepare_poses(job: AnimateJob, dest: Path | None = None) -> Path:
     from animate_anyone.pose.backends import load_backend
     from animate_anyone.tables.io import DataRoot
 
-    ref, _ = read_reference(Path(job.reference), job.background)
+    ref, _ = read_reference(Path(job.reference), job.background)  # RGB whatever the file's mode
     cfg = dict(job.pose_cfg)
     base_dir = cfg.pop("base_dir", None)
     backend = load_backend(Pose(**cfg), None, Path(base_dir) if base_dir else None)
+    notes, ref_pose = [], None
     try:
         ref_pose = find_person(ref, backend, f"reference image {job.reference}")
+    except AnimateInputError as exc:
+        if job.retarget:  # retargeting needs the reference's keypoints: nothing to fit the poses to
+            raise
+        notes.append(f"{exc.message} (animating it anyway: the poses are not retargeted, so the reference's keypoints "
+                     "are not needed)")
+        log.warning(notes[-1])
     finally:
         backend.close()
     dest = Path(dest) if dest else Path(job.data_root) / "outputs" / "animate" / "poses" / f"{job.content()[:16]}.npz"
@@ -235,6 +245,7 @@ def prepare_poses(job: AnimateJob, dest: Path | None = None) -> Path:
                                                   ref_size)
         data = {"kind": "keypoints", "keypoints": kps, "scores": scores, "canvas": np.array(canvas), "fps": fps,
                 "source": f"clip {job.pose}"}
+    data["notes"] = np.array(notes, dtype=str)
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **data)
@@ -282,6 +293,7 @@ def load_poses(path: Path, frames: int | None = None) -> PoseSequence:
 
     data = np.load(path, allow_pickle=False)
     fps = Fraction(float(data["fps"])).limit_denominator(1001)
+    notes = tuple(str(n) for n in data["notes"]) if "notes" in data.files else ()
     if str(data["kind"]) == "video":
         video = Path(str(data["video"]))
         images = []
@@ -289,11 +301,11 @@ def load_poses(path: Path, frames: int | None = None) -> PoseSequence:
             images.append(frame.to_ndarray(format="rgb24"))
             if frames and len(images) >= frames:
                 break
-        return PoseSequence(images, fps, str(video))
+        return PoseSequence(images, fps, str(video), notes)
     canvas = tuple(int(v) for v in data["canvas"])
     kps, scores = data["keypoints"], data["scores"]
     images = [draw_pose(canvas, kps[i][None], scores[i][None]) for i in range(len(kps))]
-    return PoseSequence(images, fps, str(data["source"]))
+    return PoseSequence(images, fps, str(data["source"]), notes)
 
 
 # --- 3. generate ---------------------------------------------------------------------------------
@@ -350,6 +362,7 @@ def generate(job: AnimateJob, poses: Path, progress=None, grid: bool = True) -> 
     canvas = (seq.frames[0].shape[1], seq.frames[0].shape[0])
     w, h = output_size(canvas, job.width, job.height, seq.source, strict=job.size_given)
     ref, notes = read_reference(Path(job.reference), job.background)
+    notes = list(seq.notes) + notes
     ref, note = fit_image(ref, (w, h), job.fit)
     notes += [note] if note else []
 

@@ -41,7 +41,9 @@ EXIT_BAD_INPUT = 2
 QUIET_NATIVE = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3", "TRANSFORMERS_VERBOSITY": "error",
                 "DIFFUSERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 # lines that C++ libraries write to file descriptor 2 themselves (absl/glog: "W0000 00:00:…")
-NATIVE_LINE = re.compile(rb"^([IWEF]\d{4} [\d:.]+ +\d+ [\w.\-/]+:\d+\] |WARNING: All log messages before absl)")
+# and TensorFlow Lite's own ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
+NATIVE_LINE = re.compile(rb"^([IWEF]\d{4} [\d:.]+ +\d+ [\w.\-/]+:\d+\] |WARNING: All log messages before absl"
+                         rb"|INFO: Created TensorFlow Lite|INFO: Initialized TensorFlow Lite)")
 
 
 def _filter_native_stderr() -> None:
@@ -104,12 +106,18 @@ def _fail(exc: AnimateAnyoneError, code: int = EXIT_BAD_INPUT) -> None:
     raise typer.Exit(code)
 
 
-def _config(pipeline: str | None, config: Path | None, **overrides):
-    """The pipeline's configuration, checked before anything starts; an error is one message."""
+def _config(pipeline: str | None, config: Path | None, write: bool = True, **overrides):
+    """The pipeline's configuration and its data root, checked before anything starts (the root
+    must be a folder, and one this command can write unless it only reads); an error is one
+    message."""
     from animate_anyone.config import load_config
+    from animate_anyone.files import check_data_root
+    from animate_anyone.tables.io import DataRoot
 
     try:
-        return load_config(pipeline, config, **overrides)
+        cfg = load_config(pipeline, config, **overrides)
+        check_data_root(DataRoot.from_uri(cfg.data_root).path, write=write)
+        return cfg
     except AnimateAnyoneError as exc:
         _fail(exc)
 
@@ -468,7 +476,7 @@ def deploy(
     """Deploy a pipeline's flows to a Prefect server: work pools, the gpu limit, schedules."""
     from animate_anyone.config import DEPLOYABLE_FLOWS
 
-    cfg = _config(pipeline, config, data_root=data_root)
+    cfg = _config(pipeline, config, write=False, data_root=data_root)
     for name in flow or []:
         if name not in DEPLOYABLE_FLOWS:
             _fail(AnimateAnyoneError(f"--flow {name!r}: not a deployable flow; one of {', '.join(DEPLOYABLE_FLOWS)}"))
@@ -572,19 +580,25 @@ def query(
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Data root (default: the pipeline's)."),
     pipeline: Optional[str] = typer.Option(None, "--pipeline", help="Pipeline whose data root to use."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+    memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="Memory the query may use, e.g. 4GB (default: $ANIMATE_ANYONE_QUERY_MEMORY, else 4GB)."),
+    temp_limit: Optional[str] = typer.Option(None, "--temp-limit", help="Temporary disk for what spills, e.g. 8GB (default: $ANIMATE_ANYONE_QUERY_TEMP, else 8GB)."),
+    timeout: Optional[str] = typer.Option(None, "--timeout", help="Seconds before the query is stopped (default: $ANIMATE_ANYONE_QUERY_TIMEOUT, else 300)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
 ) -> None:
-    """Run read-only SQL over the DuckDB catalog (tables: sources, shots, clips, failures)."""
+    """Run read-only SQL over the DuckDB catalog (tables: sources, shots, clips, failures), within
+    memory, disk and time limits."""
     from animate_anyone.tables import DataRoot
     from animate_anyone.tables import query as run_query
+    from animate_anyone.tables.catalog import QueryLimits
 
     if fmt not in ("table", "csv", "json"):
         err.print(f"error: --format must be table, csv or json; got {fmt!r}")
         raise typer.Exit(2)
-    cfg = _config(pipeline, config, data_root=data_root)
+    cfg = _config(pipeline, config, write=False, data_root=data_root)
     try:
+        limits = QueryLimits.from_env(memory_limit, temp_limit, timeout)
         root = DataRoot.from_uri(cfg.data_root)
-        result = run_query(root, sql)
+        result = run_query(root, sql, limits)
     except AnimateAnyoneError as exc:
         _fail(exc)
     if fmt == "csv":

@@ -19,6 +19,8 @@ from animate_anyone.errors import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "pipelines.yaml"
 CONFIG_ENV = "ANIMATE_ANYONE_CONFIG"
+MAX_CONFIG_BYTES = 4 << 20  # a pipelines file is KBs; anything larger is refused unread
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"  # a folder name: no separator, never `.`, `..` or hidden
 
 
 class _Strict(BaseModel):
@@ -254,7 +256,7 @@ class TrainInit(_Strict):
 class Train(_Strict):
     size: Literal["tiny", "puppet", "full"] = "full"  # the model's shapes when starting from random weights
     init: TrainInit = TrainInit()
-    output: str = Field("animate-anyone", pattern=r"^[A-Za-z0-9_.-]+$")  # DATA_ROOT/models/NAME[-stageK]
+    output: str = Field("animate-anyone", pattern=NAME_PATTERN)  # DATA_ROOT/models/NAME[-stageK]
     snapshot: str = "latest"
     seed: int = 0
     processes: int = Field(1, ge=1, le=1024)  # >1: `accelerate launch` with this many processes
@@ -411,7 +413,7 @@ class PipelineConfig(_Strict):
     base_dir: str = ""  # the pipelines file's folder: relative paths in it are taken from there
     description: str = ""
     data_root: str = "./data"
-    dataset: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    dataset: str = Field("default", pattern=NAME_PATTERN)
     sources: Sources = Sources()
     ingest: Ingest = Ingest()
     pose: Pose = Pose()
@@ -455,6 +457,9 @@ def _explain(path: Path, exc: ValidationError) -> str:
             msg = "unknown field (check its spelling)"
         elif err["type"] == "literal_error":
             msg = f"must be one of {err['ctx']['expected']}"
+        elif err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] == NAME_PATTERN:
+            msg = ("must be a plain folder name (letters, digits, '_', '.', '-'; no path separator, not '.', '..' "
+                   "or starting with a dot)")
         lines.append(f"  {_field_path(err['loc'])}: {msg}; got {got_s}")
     return "\n".join(lines)
 
@@ -471,9 +476,19 @@ def load_file(path: Path | str | None = None) -> PipelinesFile:
     """Parse and validate a pipelines file (see :func:`config_path` for which one)."""
     path = config_path(path)
     try:
-        text = path.read_text()
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"{path}: not a regular file (a device, pipe or folder); give a pipelines YAML file")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read pipeline configuration ({exc.strerror})") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // (1 << 20)} MB; a pipelines file is a few KB "
+                          "of YAML (is this the right file?)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); give a pipelines YAML file") from exc
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

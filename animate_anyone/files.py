@@ -58,6 +58,38 @@ def write_json(dest: Path, data: Any) -> Path:
     return write_text(dest, json.dumps(data, indent=1, default=str))
 
 
+class UnsafeRemoval(PermanentError):
+    """A removal was asked for a path outside the folder the code owns; nothing was removed."""
+
+
+def remove_tree(path: Path, owner: Path) -> bool:
+    """Remove ``path`` (a folder, a file or a link; a link itself, never what it points to) only
+    when it lies strictly inside ``owner``. This is the project's one way to delete a tree: names
+    from a configuration (``.``, ``..``, ``a/../..``) can never turn it on the data root or above.
+    Returns whether something was removed."""
+    path, owner = Path(path), Path(owner).resolve()
+    if path.name in ("", ".", ".."):
+        raise UnsafeRemoval(f"refusing to remove {path}: not a plain name inside {owner}", "unsafe_remove")
+    real = path.parent.resolve() / path.name  # the parent resolved, the last part kept (a link stays a link)
+    if owner not in real.parents:
+        raise UnsafeRemoval(f"refusing to remove {path}: it is not strictly inside {owner}", "unsafe_remove")
+    if real.is_symlink() or real.is_file():
+        real.unlink()
+        return True
+    if real.is_dir():
+        shutil.rmtree(real)
+        return True
+    return False
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` if it is one plain folder or file name (no separator, not ``.``/``..``, not hidden)."""
+    if not name or name.startswith(".") or "/" in name or "\\" in name or name.strip() != name:
+        raise PermanentError(f"{what} {name!r}: give a plain name (letters, digits, '_', '.', '-'; no path separator, "
+                             "not starting with a dot)", "bad_name")
+    return name
+
+
 def replace_dir(tmp: Path, dest: Path) -> None:
     """Put the finished folder ``tmp`` where ``dest`` is (the old one, if any, is removed after)."""
     dest = Path(dest)
@@ -68,6 +100,37 @@ def replace_dir(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, dest)
+
+
+class UnusableDataRoot(PermanentError):
+    """The data root is a file, cannot be created or cannot be written; the message names it."""
+
+
+def unusable_message(root_path: Path, exc: OSError) -> str:
+    """What is wrong with a data root, from the error its first write raised."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        why = "it (or a folder above it) is a file, not a folder"
+    elif isinstance(exc, PermissionError):
+        why = "no permission to write there"
+    else:
+        why = exc.strerror or str(exc)
+    return f"data root {root_path}: cannot be used ({why}); give a folder you can write with --data-root or data_root"
+
+
+def check_data_root(root_path: Path, write: bool = True) -> None:
+    """Refuse a data root that is a file or (``write``) cannot be written, before anything runs."""
+    root_path = Path(root_path)
+    existing = next(p for p in (root_path, *root_path.parents) if p.exists())  # nothing is created here
+    if not existing.is_dir():
+        raise UnusableDataRoot(unusable_message(root_path, NotADirectoryError()), "unusable_data_root")
+    if not write:
+        return
+    try:
+        probe = temp_name(existing / "write-probe")
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UnusableDataRoot(unusable_message(root_path, exc), "unusable_data_root") from exc
 
 
 class LockTimeout(PermanentError):
@@ -83,8 +146,12 @@ def data_root_lock(root_path: Path, timeout: float | None = None) -> Iterator[No
     message that names the lock file.
     """
     root_path = Path(root_path)
-    root_path.mkdir(parents=True, exist_ok=True)
     path = root_path / LOCK_NAME
+    try:
+        root_path.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+    except OSError as exc:
+        raise UnusableDataRoot(unusable_message(root_path, exc), "unusable_data_root") from exc
     with _registry:
         thread_lock, file_lock = _locks.setdefault(str(path), (threading.RLock(), FileLock(str(path), thread_local=False)))
     wait = LOCK_TIMEOUT_S if timeout is None else timeout

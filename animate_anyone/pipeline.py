@@ -10,7 +10,6 @@ overlapping windows averaged per frame, the last window anchored at the end.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +22,11 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from animate_anyone.errors import PermanentError
+from animate_anyone.models import store
 from animate_anyone.models.denoiser import AnimateModel
 from animate_anyone.models.reference_attention import ReferenceBank
 
+FAMILY = "animate-anyone"  # what the model store records in the folders this pipeline saves
 COMPONENTS = ("vae", "image_encoder", "feature_extractor", "reference_unet", "unet", "pose_guider", "scheduler")
 
 
@@ -243,47 +244,20 @@ def _pil(image) -> PIL.Image.Image:
 
 
 def save_animate_pipeline(pipe: AnimateAnyonePipeline, out: Path, source: dict | None = None) -> Path:
-    """`save_pretrained` into a temporary folder, then rename into place (never half-written)."""
-    from animate_anyone.files import replace_dir, temp_name
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(out)
-    try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        import datetime as dt
-        import uuid
-
-        manifest = {"saved_id": uuid.uuid4().hex, "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                    "source": source or {}}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        replace_dir(tmp, out)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    """The pipeline as a model folder, through the store (atomic, with its manifest)."""
+    return store.save(Path(out), lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True), source, FAMILY)
 
 
 def load_animate_pipeline(path: Path, dtype: torch.dtype = torch.float32, device: str | None = None) -> AnimateAnyonePipeline:
     """Load a pipeline folder, naming any missing component before diffusers tries."""
     path = Path(path)
-    index = path / "model_index.json"
-    if not index.is_file():
-        raise InputError(f"model folder {path}: no model_index.json (make one with `animate-anyone convert` "
-                         "or `save_pretrained`)")
-    missing = []
-    for name in COMPONENTS:
-        folder = path / name
-        configs = ("config.json", "preprocessor_config.json", "scheduler_config.json")
-        if not folder.is_dir() or not any((folder / c).is_file() for c in configs):
-            missing.append(f"{name}/ (no config)")
-        elif name not in ("feature_extractor", "scheduler") and not any(
-                f.suffix in (".safetensors", ".bin") for f in folder.iterdir()):
-            missing.append(f"{name}/ (no weights)")
-    if missing:
-        raise InputError(f"model folder {path} is incomplete: missing {', '.join(missing)}")
+    try:
+        store.check_complete(path, COMPONENTS, weightless=("feature_extractor", "scheduler"))
+        if store.family(path) != FAMILY:
+            raise store.ModelFolderError(f"model folder {path} holds a {store.family(path)!r} model, not {FAMILY!r}",
+                                         "wrong_family")
+    except store.ModelFolderError as exc:
+        raise InputError(exc.message, exc.reason) from exc
     pipe = AnimateAnyonePipeline(**load_components(path, dtype))
     if device:
         pipe.to(device)
@@ -321,27 +295,8 @@ def load_components(path: Path, dtype: torch.dtype = torch.float32) -> dict:
 
 
 def model_fingerprint(path: Path) -> str:
-    """A model folder's identity, cheap at any size: every file's name, size and modification
-    time, the contents of the small ones (configs, index, and the manifest that every save writes
-    with a fresh id) and each safetensors file's header (tensor names, dtypes, shapes, offsets).
-    Weights are never read, so a folder of gigabytes costs milliseconds. Any rewrite changes a
-    time or the manifest; a copied folder may read as new (a cache miss, never a wrong hit)."""
-    import hashlib
-    import struct
-
-    path = Path(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        st = f.stat()
-        size = st.st_size
-        h.update(f"{f.relative_to(path)}\0{size}\0{st.st_mtime_ns}\0".encode())
-        with open(f, "rb") as fh:
-            if f.suffix == ".safetensors" and size >= 8:
-                (n,) = struct.unpack("<Q", fh.read(8))
-                h.update(fh.read(min(n, size - 8)))
-            elif size <= 1 << 20:
-                h.update(fh.read())
-    return h.hexdigest()
+    """A model folder's identity without reading its weights (``models.store.fingerprint``)."""
+    return store.fingerprint(path)
 
 
 def create_model(out: Path, size: str = "tiny", seed: int = 0) -> Path:
@@ -353,19 +308,13 @@ def create_model(out: Path, size: str = "tiny", seed: int = 0) -> Path:
 
 
 def resolve_model(spec: str, data_root: Path, base_dir: Path | None = None, seed: int = 0) -> Path:
-    """Where a model named on the command line or in the config is.
-
-    A bare NAME (no path separator) is DATA_ROOT/models/NAME; "tiny-random" is built there once,
-    seeded. Anything else is a path as the user wrote it: relative to `base_dir` (the working
-    directory for a flag; the pipelines file's folder for the config).
-    """
-    if "/" not in spec and "\\" not in spec and spec not in (".", ".."):
-        path = Path(data_root) / "models" / spec
-        if spec == "tiny-random" and not (path / "model_index.json").is_file():
-            create_model(path, "tiny", seed)
-        return path
-    path = Path(spec).expanduser()
-    return (path if path.is_absolute() else Path(base_dir or Path.cwd()) / path).resolve()
+    """Where a model named on the command line or in the config is (``ModelStore.resolve``);
+    "tiny-random" is built under DATA_ROOT/models once, seeded."""
+    models = store.ModelStore(data_root)
+    path = models.resolve(spec, base_dir)
+    if spec == "tiny-random" and not store.is_model(path):
+        create_model(path, "tiny", seed)
+    return path
 
 
 def convert_moore(moore_dir: Path | None, base: Path | None, out: Path, motion: Path | None = None,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,9 @@ import numpy as np
 import torch
 
 from animate_anyone.errors import AnimateAnyoneError, PermanentError
+from animate_anyone.files import remove_tree
 from animate_anyone.ids import sha256_json
+from animate_anyone.models import store
 
 EVAL_VERSION = "3"  # bump when the scores change for the same inputs (3: moving points at 0.2 of the box)
 STILL = "still-reference"
@@ -61,7 +62,7 @@ def _now() -> dt.datetime:
 
 
 def evaluations_dir(root) -> Path:
-    return root.path / "evaluations"
+    return root.evaluations_dir
 
 
 # --- what to score -------------------------------------------------------------------------------
@@ -111,24 +112,18 @@ def eval_id_of(bench: str, cand: Candidate) -> str:
 
 
 def _model_candidate(path: Path, name: str | None = None, kind: str = "model") -> Candidate:
-    from animate_anyone.pipeline import model_fingerprint
-
     path = Path(path)
     real = path.resolve()
-    if not (real / "model_index.json").is_file():
+    if not store.is_model(real):
         raise EvalInputError(f"model {path}: no model folder there (no model_index.json); give a pipeline folder, a "
                              "name under DATA_ROOT/models, a training run id or all-new", "missing_model")
-    trained = {}
-    manifest = real / "manifest.json"
-    if manifest.is_file():
-        trained = json.loads(manifest.read_text()).get("source", {}).get("trained", {})
-    return Candidate(name or path.name, kind, str(real), model_fingerprint(real), trained.get("run_id"),
+    trained = store.trained_by(real)
+    return Candidate(name or path.name, kind, str(real), store.fingerprint(real), trained.get("run_id"),
                      trained.get("stage"), trained.get("step"))
 
 
 def run_checkpoints(root, run_id: str) -> list[Candidate]:
     """Every complete checkpoint of training run ``run_id`` (stages 1 and 2), as candidates."""
-    from animate_anyone.pipeline import model_fingerprint
     from animate_anyone.training import checkpoints
 
     run_dir = root.path / "checkpoints" / run_id
@@ -146,7 +141,7 @@ def run_checkpoints(root, run_id: str) -> list[Candidate]:
         step = int(ck.name.split("-")[1])
         export = evaluations_dir(root) / "models" / run_id / ck.name
         out.append(Candidate(f"{run_id}@{step}", "checkpoint", str(export),
-                             sha256_json(["checkpoint", run_id, step, model_fingerprint(ck)]), run_id, stage, step,
+                             sha256_json(["checkpoint", run_id, step, store.fingerprint(ck)]), run_id, stage, step,
                              str(ck)))
     return out
 
@@ -177,8 +172,8 @@ def candidates(cfg, what: str, base: Path | None = None) -> list[Candidate]:
                 found += run_checkpoints(root, run_id)
             except EvalInputError:
                 continue
-        final = root.path / "models" / cfg.train.output
-        if (final / "model_index.json").is_file():
+        final = store.ModelStore(root.path).path(cfg.train.output)
+        if store.is_model(final):
             model = _model_candidate(final, cfg.train.output)
             # the trained model is its run's last checkpoint: scored once, as the model
             found = [c for c in found if (c.train_run_id, c.step) != (model.train_run_id, model.step)] + [model]
@@ -218,11 +213,11 @@ def untrained_model(cfg) -> Path:
 
     root = DataRoot.from_uri(cfg.data_root)
     init = cfg.train.init.model_dump()
-    out = root.path / "models" / "baselines" / (f"untrained-{cfg.train.size}-" +
-                                                sha256_json([cfg.train.size, cfg.train.seed, init])[:8])
+    out = store.ModelStore(root.path).baseline(f"untrained-{cfg.train.size}-" +
+                                               sha256_json([cfg.train.size, cfg.train.seed, init])[:8])
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
-        if not (out / "model_index.json").is_file():
+        if not store.is_model(out):
             c = initial_components(cfg.train, Path(cfg.base_dir) if cfg.base_dir else None)
             pipe = AnimateAnyonePipeline(**{k: c[k] for k in ("vae", "image_encoder", "feature_extractor",
                                                               "reference_unet", "unet", "pose_guider", "scheduler")})
@@ -243,7 +238,7 @@ def export_checkpoint(cand: Candidate) -> Path:
     from animate_anyone.training.loop import StageJob
 
     out = Path(cand.path)
-    if (out / "model_index.json").is_file():
+    if store.is_model(out):
         return out
     ck = Path(cand.checkpoint)
     job = StageJob.from_json((ck.parent / "job.json").read_text())
@@ -540,7 +535,7 @@ def evaluate_candidate(b: Bench, cand: Candidate, scorers: Scorers, store, devic
             row["error"] = "no clip could be scored (see the failures table)"
         _write_run(ds, row)
         if cand.checkpoint and row["status"] == "finished":
-            shutil.rmtree(cand.path, ignore_errors=True)  # the export; the checkpoint itself stays
+            remove_tree(cand.path, evaluations_dir(b.ds.root) / "models")  # the export; the checkpoint itself stays
         return row
 
 

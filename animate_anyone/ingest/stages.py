@@ -86,40 +86,50 @@ def _write(result: Cut, ds: Dataset, cfg: Ingest) -> dict:
     fps = info.fps
     params = shot_params_json(shots, cfg.shots.downscale or auto_step(info.width))
     split = assign_split(f.source_id, cfg.clips.split)
-    ds.write("shots", f.source_id, [
+    shot_rows = [
         {"source_id": f.source_id, "shot_idx": d.shot_idx, "start_frame": d.start_frame, "end_frame": d.end_frame,
          "start_s": d.start_frame / fps, "end_s": d.end_frame / fps, "num_clips": d.num_clips,
-         "drop_reason": d.drop_reason, "shot_detector": shots.detector} for d in result.decisions])
-    ds.write("clips", f.source_id, [
+         "drop_reason": d.drop_reason, "shot_detector": shots.detector} for d in result.decisions]
+    clip_rows = [
         {"clip_id": c.clip_id, "source_id": f.source_id, "start_s": c.start_frame / fps, "end_s": c.end_frame / fps,
          "start_frame": c.start_frame, "end_frame": c.end_frame, "fps": fps, "width": info.width - info.width % 2,
          "height": info.height - info.height % 2, "num_frames": c.num_frames, "shot_idx": c.shot_idx,
-         "shot_detector": shots.detector, "shot_params": params, "clip_uri": Path(c.path).as_uri(),
-         "sha256": c.sha256, "split": split} for c in result.clips])
-    row = source_row(f, info, status="ok", num_clips=len(result.clips))
-    ds.write("sources", f.source_id, [row])
+         "shot_detector": shots.detector, "shot_params": params, "clip_uri": ds.root.media_uri(Path(c.path)),
+         "sha256": c.sha256, "split": split} for c in result.clips]
+    row = source_row(f, info, status="ok", num_clips=len(result.clips), root=ds.root)
+    # all three parts or none; the sources row (its status marks the source done) goes in last
+    ds.write_all([("shots", f.source_id, shot_rows), ("clips", f.source_id, clip_rows),
+                  ("sources", f.source_id, [row])])
     ds.delete("failures", f.source_id)
     return {"source_id": f.source_id, "url": f.uri, "status": "ok", "shots": len(shots.ranges),
             "clips": len(result.clips), "error": None}
 
 
 def source_row(f: Fetched | None, info: VideoInfo | None, status: str, num_clips: int = 0,
-               error: str | None = None, source_id: str | None = None, url: str | None = None) -> dict:
+               error: str | None = None, source_id: str | None = None, url: str | None = None,
+               root: DataRoot | None = None) -> dict:
     return {
         "source_id": f.source_id if f else source_id, "url": f.uri if f else url,
         "extractor": f.extractor if f else None, "video_id": f.video_id if f else None,
         "title": f.title if f else None, "duration_s": info.duration_s if info else None,
         "fps": info.fps if info else None, "width": info.width if info else None,
         "height": info.height if info else None, "num_frames": info.num_frames if info else None,
-        "sha256": f.sha256 if f else None, "file_uri": Path(f.path).as_uri() if f else None,
+        "sha256": f.sha256 if f else None, "file_uri": _file_uri(f, root),
         "status": status, "error": error, "duplicate_of": f.duplicate_of if f else None,
         "num_clips": num_clips, "fetched_at": _now(),
     }
 
 
+def _file_uri(f: Fetched | None, root: DataRoot | None) -> str | None:
+    if f is None:
+        return None
+    return root.media_uri(Path(f.path)) if root is not None else Path(f.path).resolve().as_uri()
+
+
 def write_duplicate(fetched: Fetched, ds: Dataset) -> dict:
     """A URL whose video another source already holds: recorded, not cut again."""
-    row = source_row(fetched, None, status="duplicate", error=f"same video as source {fetched.duplicate_of}")
+    row = source_row(fetched, None, status="duplicate", error=f"same video as source {fetched.duplicate_of}",
+                     root=ds.root)
     ds.write("sources", fetched.source_id, [row])
     ds.delete("failures", fetched.source_id)
     return {"source_id": fetched.source_id, "url": fetched.uri, "status": "duplicate", "shots": 0, "clips": 0,

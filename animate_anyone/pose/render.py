@@ -129,12 +129,11 @@ def render_clip(root, clip_id: str, out, overlay: bool = False, size: tuple[int,
     from pathlib import Path
 
     from animate_anyone.media.video import VideoWriter, iter_frames
-    from animate_anyone.pose.stages import clip_path
 
     clip, people = read_clip_poses(root, clip_id)
     width, height = size or (clip["width"], clip["height"])
     empty = (np.zeros((0, 133, 2), np.float32), np.zeros((0, 133), np.float32))
-    frames = (f.to_ndarray(format="rgb24", width=width, height=height) for f in iter_frames(clip_path(clip))) \
+    frames = (f.to_ndarray(format="rgb24", width=width, height=height) for f in iter_frames(root.media_path(clip["clip_uri"]))) \
         if overlay else (None for _ in range(clip["num_frames"]))
     n = 0
     with VideoWriter(Path(out), width, height, clip["fps"]) as writer:

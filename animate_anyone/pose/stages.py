@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,11 +34,6 @@ class Shard:
     @property
     def content(self) -> list[str]:
         return [c["sha256"] for c in self.clips]
-
-
-def clip_path(clip: dict) -> Path:
-    uri = clip["clip_uri"]
-    return Path(unquote(urlparse(uri).path)) if uri.startswith("file://") else Path(uri)
 
 
 def plan_shards(ds: Dataset, shard_clips: int) -> list[Shard]:
@@ -101,7 +94,7 @@ def extract_shard(backend, ds: Dataset, shard: Shard, batch: int = 8, model: str
         kept = ds.read("pose_frames", where={"clip_id": list(done)})
         tables.append(kept.drop_columns(["dataset"]))
     for clip in todo:
-        clip_id, path = clip["clip_id"], clip_path(clip)
+        clip_id, path = clip["clip_id"], ds.root.media_path(clip["clip_uri"])
         where = f"clip {clip_id} ({path})"
         try:
             if not path.exists():

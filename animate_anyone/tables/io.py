@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,7 +19,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from animate_anyone.errors import ConfigError
-from animate_anyone.files import atomic_path, data_root_lock
+from animate_anyone.files import atomic_path, data_root_lock, temp_name
 from animate_anyone.tables.schemas import SCHEMAS, WRITE_OPTIONS
 
 
@@ -47,6 +48,11 @@ class DataRoot:
                     f"a local or mounted filesystem (a path, or file://); mount {protocol!r} storage and give its path")
         return cls(Path(text).expanduser().resolve())
 
+    # every folder the project keeps under a data root
+    @property
+    def media_dir(self) -> Path:
+        return self.path / "media"
+
     @property
     def sources_dir(self) -> Path:
         return self.path / "media" / "sources"
@@ -63,18 +69,89 @@ class DataRoot:
     def catalog(self) -> Path:
         return self.path / "catalog.duckdb"
 
+    @property
+    def models_dir(self) -> Path:
+        return self.path / "models"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.path / "snapshots"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.path / "outputs"
+
+    @property
+    def evaluations_dir(self) -> Path:
+        return self.path / "evaluations"
+
     def part_path(self, table: str, dataset: str, part: str) -> Path:
         return self.tables_dir / table / f"dataset={dataset}" / f"{part}.parquet"
+
+    def media_uri(self, path: Path) -> str:
+        """What the tables store for a media file: its path relative to the data root (POSIX
+        separators), so a copied or moved data root reads its own files; a file outside the root
+        keeps its absolute ``file://`` URI."""
+        path = Path(path).resolve()
+        try:
+            return path.relative_to(self.path).as_posix()
+        except ValueError:
+            return path.as_uri()
+
+    def media_path(self, uri: str) -> Path:
+        """The file a stored ``clip_uri``/``file_uri`` names, under this data root. Relative values
+        are taken from the root; an absolute one written before paths were relative is read from
+        this root when the same ``media/…`` file is here (a copied root), else where it says."""
+        text = unquote(urlparse(uri).path) if uri.startswith("file://") else uri
+        path = Path(text)
+        if not path.is_absolute():
+            return self.path / path
+        parts = path.parts
+        if "media" in parts:
+            k = len(parts) - 1 - parts[::-1].index("media")
+            here = self.path.joinpath(*parts[k:])
+            if here.exists() or not path.exists():
+                return here
+        return path
 
 
 def write_part(root: DataRoot, table: str, dataset: str, part: str, rows: list[dict] | pa.Table) -> Path:
     """Replace one part of ``table`` with ``rows`` (atomic: temporary file, then rename)."""
-    schema = SCHEMAS[table]
-    data = rows.select(schema.names).cast(schema) if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
+    data = _arrow(table, rows)
     dest = root.part_path(table, dataset, part)
     with data_root_lock(root.path), atomic_path(dest) as tmp:
         pq.write_table(data, tmp, compression="zstd", **WRITE_OPTIONS.get(table, {}))
     return dest
+
+
+def write_parts(root: DataRoot, dataset: str, parts: list[tuple[str, str, list[dict] | pa.Table]]) -> list[Path]:
+    """Replace several parts at once, all or none: every part is written to its temporary name
+    first; only when all are written are they renamed into place, in the given order (put the
+    part that marks the item done last). A failed write leaves every old part as it was."""
+    staged: list[tuple[Path, Path]] = []
+    with data_root_lock(root.path):
+        try:
+            for table, part, rows in parts:
+                dest = root.part_path(table, dataset, part)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = temp_name(dest)
+                staged.append((tmp, dest))
+                pq.write_table(_arrow(table, rows), tmp, compression="zstd", **WRITE_OPTIONS.get(table, {}))
+            for tmp, dest in staged:
+                os.replace(tmp, dest)
+        finally:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+    return [dest for _, dest in staged]
+
+
+def _arrow(table: str, rows: list[dict] | pa.Table) -> pa.Table:
+    schema = SCHEMAS[table]
+    return rows.select(schema.names).cast(schema) if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
 
 
 def list_parts(root: DataRoot, table: str, dataset: str) -> list[str]:
@@ -141,6 +218,10 @@ class Dataset:
 
     def write(self, table: str, part: str, rows: list[dict] | pa.Table) -> Path:
         return write_part(self.root, table, self.name, part, rows)
+
+    def write_all(self, parts: list[tuple[str, str, list[dict] | pa.Table]]) -> list[Path]:
+        """(table, part, rows) triples replaced all or none (see :func:`write_parts`)."""
+        return write_parts(self.root, self.name, parts)
 
     def read_part(self, table: str, part: str) -> list[dict]:
         return read_part(self.root, table, self.name, part)

@@ -11,18 +11,43 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import duckdb
+
 from animate_anyone.files import write_json
 from animate_anyone.ids import sha256_json
 from animate_anyone.tables.catalog import QueryError, _sql_str, query
 from animate_anyone.tables.io import Dataset
 
 
+def check_where(where: str) -> str:
+    """``where`` if it is one SQL expression on its own (DuckDB's parser decides); a fragment
+    that would close the clause's parentheses (``true) OR (1=1``) or add a statement is refused."""
+    try:
+        duckdb.SQLExpression(where)
+    except duckdb.Error as exc:
+        raise QueryError(f"not one SQL expression: {str(exc).splitlines()[0]}", "bad_selection") from None
+    return where
+
+
 def selection_sql(dataset: str, where: str, splits: list[str]) -> str:
+    """The clips of ``dataset`` in ``splits`` that pass ``where``. The expression is checked on
+    its own and filters an inner query; the dataset and split filters apply outside it, so no
+    expression can widen them."""
     split_list = ", ".join(_sql_str(s) for s in splits)
-    return ("SELECT c.clip_id, c.sha256 FROM clip_pose_summary s "
-            "JOIN clips c ON c.clip_id = s.clip_id AND c.dataset = s.dataset "
-            f"WHERE s.dataset = {_sql_str(dataset)} AND c.split IN ({split_list}) AND ({where}) "
-            "ORDER BY c.clip_id")
+    inner = ("SELECT c.clip_id, c.sha256, c.clip_uri, c.split AS _split, s.dataset AS _dataset "
+             "FROM clip_pose_summary s JOIN clips c ON c.clip_id = s.clip_id AND c.dataset = s.dataset "
+             f"WHERE (\n{check_where(where)}\n)")
+    return (f"SELECT clip_id, sha256, clip_uri FROM ({inner}) AS chosen "
+            f"WHERE _dataset = {_sql_str(dataset)} AND _split IN ({split_list}) ORDER BY clip_id")
+
+
+def _stamp(path: Path) -> list[int] | None:
+    """(size, mtime_ns) of a clip file, which training compares before it hashes the file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
 
 
 def snapshots_dir(ds: Dataset) -> Path:
@@ -38,10 +63,11 @@ def select_clips(ds: Dataset, where: str, splits: list[str], pipeline: str = "",
     except QueryError as exc:
         raise QueryError(f"{field_name} {where!r} cannot select clips: {exc.message}", "bad_selection") from exc
     pairs = [[r["clip_id"], r["sha256"]] for r in rows]
+    stamps = {r["clip_id"]: _stamp(ds.root.media_path(r["clip_uri"])) for r in rows}
     digest = sha256_json(pairs)
     snap = {"snapshot_id": "s" + sha256_json([dataset, pairs])[:15], "dataset": dataset, "pipeline": pipeline,
             "where": where, "splits": list(splits), "num_clips": len(pairs), "clips_sha256": digest,
-            "clip_ids": [p[0] for p in pairs], "clip_sha256": dict(pairs), "created_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+            "clip_ids": [p[0] for p in pairs], "clip_sha256": dict(pairs), "clip_stamp": stamps, "created_at": dt.datetime.now(dt.timezone.utc).isoformat()}
     folder = snapshots_dir(ds)
     path = folder / f"{snap['snapshot_id']}.json"
     with ds.lock():

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 from animate_anyone.errors import PermanentError
+from animate_anyone.files import remove_tree
+
 
 class CheckpointSaveError(PermanentError):
     """A checkpoint could not be written (a full disk, no permission); the previous one is kept."""
@@ -39,8 +40,8 @@ def save(accelerator, run_dir: Path, step: int, trainer: dict, keep: int) -> Pat
     run_dir = Path(run_dir)
     final = run_dir / f"step-{step:08d}"
     tmp = run_dir / f".step-{step:08d}.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if accelerator.is_main_process and tmp.exists():
+        remove_tree(tmp, run_dir)
     accelerator.wait_for_everyone()
     try:
         accelerator.save_state(str(tmp), safe_serialization=True)
@@ -48,11 +49,11 @@ def save(accelerator, run_dir: Path, step: int, trainer: dict, keep: int) -> Pat
         if accelerator.is_main_process:
             (tmp / "trainer.json").write_text(json.dumps(trainer))
             if final.exists():
-                shutil.rmtree(final)
+                remove_tree(final, run_dir)
             tmp.rename(final)
     except BaseException as exc:
-        if accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if accelerator.is_main_process and tmp.exists():
+            remove_tree(tmp, run_dir)
         if isinstance(exc, OSError):
             kept = latest(run_dir)
             raise CheckpointSaveError(
@@ -63,7 +64,7 @@ def save(accelerator, run_dir: Path, step: int, trainer: dict, keep: int) -> Pat
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for old in checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old, run_dir)
     return final
 
 
@@ -74,10 +75,10 @@ def load(accelerator, path: Path) -> dict:
 
 def remove_all(run_dir: Path) -> None:
     for p in checkpoints(run_dir):
-        shutil.rmtree(p)
+        remove_tree(p, run_dir)
 
 
 def remove_temporary(run_dir: Path) -> None:
     """Leftovers of saves that a crash interrupted."""
     for p in Path(run_dir).glob(".step-*.tmp"):
-        shutil.rmtree(p, ignore_errors=True)
+        remove_tree(p, run_dir)

@@ -39,12 +39,34 @@ class TrainClip:
     fps: float
     sha256: str
     split: str
+    stamp: tuple[int, int] | None = None  # (size, mtime_ns) of the file when the snapshot was taken
+
+
+_verified: dict[str, tuple[int, int]] = {}  # path → (size, mtime_ns) whose bytes this process hashed
+
+
+def verify_clip_file(clip: TrainClip) -> Path:
+    """The clip's file, if it still holds the bytes the snapshot recorded. Its size and
+    modification time are compared first (with the snapshot's, or with those this process
+    hashed); only when they differ is the file hashed, and a different hash is an error naming
+    the clip."""
+    path = Path(clip.path)
+    if not path.is_file():
+        raise TrainDataError(f"clip {clip.clip_id}: file {path} is missing; run `animate-anyone ingest --refresh`",
+                             "missing_clip")
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns)
+    if stamp in (clip.stamp, _verified.get(str(path))):
+        return path
+    if sha256_file(path) != clip.sha256:
+        raise TrainDataError(f"clip {clip.clip_id}: {path} changed since it was ingested (its sha256 is not the snapshot's); "
+                             "run `animate-anyone ingest --refresh` and `select` again", "clip_changed")
+    _verified[str(path)] = stamp
+    return path
 
 
 def snapshot_clips(ds, snapshot: dict, splits: tuple[str, ...] | None = None) -> list[TrainClip]:
     """The snapshot's clips (of ``splits``), checked against the clips table it was made from."""
-    from animate_anyone.pose.stages import clip_path
-
     ids = list(snapshot.get("clip_ids", []))
     if not ids:
         raise TrainDataError(f"snapshot {snapshot.get('snapshot_id')} of dataset {ds.name!r} has no clips; "
@@ -62,10 +84,15 @@ def snapshot_clips(ds, snapshot: dict, splits: tuple[str, ...] | None = None) ->
         which = ", ".join(changed[:5]) or "one or more of its clips"
         raise TrainDataError(f"snapshot {snapshot['snapshot_id']}: {which} changed since the snapshot was taken "
                              "(re-ingested); run `animate-anyone select` for a new snapshot", "clip_changed")
-    out = [TrainClip(c, str(clip_path(rows[c])), int(rows[c]["width"]), int(rows[c]["height"]),
-                     int(rows[c]["num_frames"]), float(rows[c]["fps"]), rows[c]["sha256"], rows[c]["split"])
+    stamps = snapshot.get("clip_stamp") or {}
+    out = [TrainClip(c, str(ds.root.media_path(rows[c]["clip_uri"])), int(rows[c]["width"]), int(rows[c]["height"]),
+                     int(rows[c]["num_frames"]), float(rows[c]["fps"]), rows[c]["sha256"], rows[c]["split"],
+                     tuple(stamps[c]) if stamps.get(c) else None)
            for c in ids]
-    return [c for c in out if splits is None or c.split in splits]
+    out = [c for c in out if splits is None or c.split in splits]
+    for clip in out:  # a changed or missing file stops the run here, before anything trains
+        verify_clip_file(clip)
+    return out
 
 
 def crop_box(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int, int, int]:
@@ -99,13 +126,7 @@ class ClipStore:
         from animate_anyone.media.video import iter_frames
         from animate_anyone.pose.render import draw_pose, read_clip_poses
 
-        path = Path(clip.path)
-        if not path.is_file():
-            raise TrainDataError(f"clip {clip.clip_id}: file {path} is missing; run `animate-anyone ingest --refresh`",
-                                 "missing_clip")
-        if sha256_file(path) != clip.sha256:
-            raise TrainDataError(f"clip {clip.clip_id}: {path} changed since it was ingested (sha256 differs); "
-                                 "run `animate-anyone ingest --refresh` and `select` again", "clip_changed")
+        path = verify_clip_file(clip)
         box = crop_box(clip.width, clip.height, self.width, self.height)
         images = [PIL.Image.fromarray(f.to_ndarray(format="rgb24")).crop(box) for f in iter_frames(path)]
         _, people = read_clip_poses(self.ds.root, clip.clip_id)

@@ -195,10 +195,13 @@ def run_stage(job: StageJob, progress=None) -> dict:
                 accelerator.print(f"stage {job.stage} step {step + 1}: non-finite loss, step skipped "
                                   f"({trainer['bad_streak']} in a row, {trainer['bad_total']} in all)")
                 if trainer["bad_streak"] >= stage.max_bad_steps:
+                    kept = checkpoints.latest(run_dir)
+                    where = (f"the last good checkpoint ({kept.name}) is kept in {run_dir}" if kept else
+                             "no checkpoint was written yet (the run starts over when run again)")
                     raise TrainingStopped(
                         f"stage {job.stage} stopped at step {step + 1}: {trainer['bad_streak']} non-finite losses in a "
-                        f"row (train.stage{job.stage}.max_bad_steps); the last good checkpoint is kept in {run_dir}",
-                        "non_finite_loss")
+                        f"row (train.stage{job.stage}.max_bad_steps); {where}; lower train.stage{job.stage}.lr or "
+                        "check the data", "non_finite_loss")
                 continue
             trainer["bad_streak"] = 0
             grad_norm = float(accelerator.clip_grad_norm_(params, stage.max_grad_norm))

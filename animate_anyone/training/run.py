@@ -21,6 +21,9 @@ from filelock import FileLock
 
 from animate_anyone.errors import PermanentError
 from animate_anyone.ids import sha256_json
+from animate_anyone.models import store
+from animate_anyone.models.store import ModelStore
+from animate_anyone.tables.io import DataRoot
 from animate_anyone.training.loop import StageJob, run_stage
 
 TRAIN_VERSION = "2"  # bump when the loop's results change for the same inputs
@@ -49,14 +52,12 @@ def parse_stages(spec: str | int | None, cfg) -> list[int]:
     return [stage]
 
 
-def models_dir(cfg) -> Path:
-    from animate_anyone.tables.io import DataRoot
-
-    return DataRoot.from_uri(cfg.data_root).path / "models"
+def model_store(cfg) -> ModelStore:
+    return ModelStore(DataRoot.from_uri(cfg.data_root).path)
 
 
 def stage_output(cfg, stage: int) -> Path:
-    return models_dir(cfg) / f"{cfg.train.output}-stage{stage}"
+    return model_store(cfg).stage(cfg.train.output, stage)
 
 
 def start_of(cfg, stage: int) -> Path | None:
@@ -65,7 +66,7 @@ def start_of(cfg, stage: int) -> Path | None:
     if not before:
         return None
     prev = stage_output(cfg, before[-1])
-    if not (prev / "model_index.json").is_file():
+    if not store.is_model(prev):
         raise TrainInputError(f"stage {stage} starts from stage {before[-1]}'s model, and {prev} does not exist yet; "
                               f"run `animate-anyone train --stage {before[-1]}` (or --stage all) first", "missing_stage")
     return prev
@@ -73,15 +74,12 @@ def start_of(cfg, stage: int) -> Path | None:
 
 def plan_stage(cfg, stage: int, snapshot: dict, max_steps: int | None = None, resume: bool = True) -> StageJob:
     """The job of one stage (its starting weights must exist: run the stages in order)."""
-    from animate_anyone.pipeline import model_fingerprint
-    from animate_anyone.tables.io import DataRoot
-
     start = start_of(cfg, stage)
     stage_cfg = cfg.train.stages()[stage].model_dump()
     train_cfg = cfg.train.model_dump()
     decides = {"version": TRAIN_VERSION, "stage": stage, "snapshot": snapshot["clips_sha256"], "stage_cfg": stage_cfg,
                "train": {k: train_cfg[k] for k in ("size", "init", "seed")},
-               "start": model_fingerprint(start) if start else None}
+               "start": store.fingerprint(start) if start else None}
     run_id = f"{cfg.name}-s{stage}-" + sha256_json(decides)[:12]
     root = DataRoot.from_uri(cfg.data_root).path
     return StageJob(data_root=str(root), dataset=cfg.dataset, pipeline=cfg.name, stage=stage, stage_cfg=stage_cfg,
@@ -92,10 +90,9 @@ def plan_stage(cfg, stage: int, snapshot: dict, max_steps: int | None = None, re
 
 def finished(job: StageJob) -> dict | None:
     """The stage's summary if its output folder is this run's, trained to the wanted step."""
-    manifest = Path(job.output) / "manifest.json"
-    if not manifest.is_file():
+    if not store.is_model(job.output):
         return None
-    trained = json.loads(manifest.read_text()).get("source", {}).get("trained", {})
+    trained = store.trained_by(job.output)
     want = job.stage_cfg["steps"] if job.max_steps is None else min(job.stage_cfg["steps"], job.max_steps)
     if trained.get("run_id") == job.run_id and trained.get("step", -1) >= want:
         return {"stage": job.stage, "run_id": job.run_id, "step": trained["step"], "output": job.output, "cached": True}
@@ -183,19 +180,9 @@ def _free_port() -> int:
 
 
 def link_final(cfg, stage: int) -> Path:
-    """``models/OUTPUT`` → ``OUTPUT-stage<k>`` (a relative link, replaced atomically)."""
-    from animate_anyone.files import temp_name
-
-    target = stage_output(cfg, stage)
-    link = models_dir(cfg) / cfg.train.output
-    tmp = temp_name(link)
-    os.symlink(target.name, tmp)
-    if link.exists() and not link.is_symlink():
-        import shutil
-
-        shutil.rmtree(link)
-    os.replace(tmp, link)
-    return link
+    """``models/OUTPUT`` → ``OUTPUT-stage<k>`` (a relative link, replaced atomically; the store
+    removes nothing outside ``models/``)."""
+    return model_store(cfg).link(cfg.train.output, stage_output(cfg, stage))
 
 
 def train(cfg, stage: str | int | None = "all", snapshot_id: str | None = None, resume: bool = True,

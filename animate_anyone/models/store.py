@@ -1,0 +1,177 @@
+"""The model store: every model folder's files and the ``DATA_ROOT/models`` layout, in one place.
+
+A model folder is what ``save_pretrained`` writes (``model_index.json`` and one subfolder per
+component) plus ``manifest.json``: a fresh id per save, the model family and where the weights
+came from (``source``; ``source.trained`` says which run, stage, step and snapshot trained it).
+Folders appear whole (written under a temporary name, then renamed), so a reader never loads half
+of one. Under a data root:
+
+```
+models/NAME                     a model named on the command line (`--model NAME`)
+models/OUTPUT-stage<k>          training stage k's result; models/OUTPUT links to the last stage's
+models/baselines/NAME           models scored beside the trained ones (the untrained start)
+```
+
+Names are plain folder names: ``.``, ``..``, separators and hidden names are refused, and the
+store removes nothing that is not strictly inside ``models/`` (``files.remove_tree``).
+This module knows files, not networks: turning components into a pipeline is the family's job
+(``animate_anyone.pipeline``), which hands the store a writer.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import struct
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from animate_anyone.errors import PermanentError
+from animate_anyone.files import check_name, remove_tree, replace_dir, temp_name
+
+INDEX = "model_index.json"
+MANIFEST = "manifest.json"
+DEFAULT_FAMILY = "animate-anyone"
+# what a component folder must hold: a config, and weights unless it is a processor or scheduler
+CONFIGS = ("config.json", "preprocessor_config.json", "scheduler_config.json")
+WEIGHTS = (".safetensors", ".bin")
+
+
+class ModelFolderError(PermanentError, ValueError):
+    """A model folder is missing, incomplete or of an unknown family; the message names it."""
+
+
+# --- one folder ----------------------------------------------------------------------------------
+
+def is_model(path: Path) -> bool:
+    """Whether ``path`` holds a saved model (its index is there)."""
+    return (Path(path) / INDEX).is_file()
+
+
+def require_model(path: Path, hint: str = "make one with `animate-anyone convert` or `save_pretrained`") -> Path:
+    """``path`` if it is a model folder, else an error that names it and says what to do."""
+    if not is_model(path):
+        raise ModelFolderError(f"model folder {path}: no {INDEX} ({hint})", "missing_model")
+    return Path(path)
+
+
+def check_complete(path: Path, components: tuple[str, ...], weightless: tuple[str, ...] = ()) -> Path:
+    """``path`` if every component has its config (and weights unless in ``weightless``); the
+    error lists every missing part at once."""
+    path = require_model(path)
+    missing = []
+    for name in components:
+        folder = path / name
+        if not folder.is_dir() or not any((folder / c).is_file() for c in CONFIGS):
+            missing.append(f"{name}/ (no config)")
+        elif name not in weightless and not any(f.suffix in WEIGHTS for f in folder.iterdir()):
+            missing.append(f"{name}/ (no weights)")
+    if missing:
+        raise ModelFolderError(f"model folder {path} is incomplete: missing {', '.join(missing)}", "incomplete_model")
+    return path
+
+
+def manifest(path: Path) -> dict:
+    """The folder's manifest (``{}`` for a folder saved by another tool)."""
+    file = Path(path) / MANIFEST
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def family(path: Path) -> str:
+    """Which model family a folder holds (folders from before families were recorded: Animate Anyone)."""
+    return manifest(path).get("family", DEFAULT_FAMILY)
+
+
+def trained_by(path: Path) -> dict:
+    """What trained the folder: ``{run_id, stage, step, snapshot_id, …}``, or ``{}``."""
+    return manifest(path).get("source", {}).get("trained", {})
+
+
+def save(out: Path, write: Callable[[Path], None], source: dict | None = None,
+         family_name: str = DEFAULT_FAMILY) -> Path:
+    """``write(folder)`` into a temporary folder, add the manifest, then rename into place: the
+    folder at ``out`` is the old one or the new one, never half of either."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(out)
+    try:
+        write(tmp)
+        record = {"saved_id": uuid.uuid4().hex, "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                  "family": family_name, "source": source or {}}
+        (tmp / MANIFEST).write_text(json.dumps(record, indent=2))
+        replace_dir(tmp, out)
+    except BaseException:
+        if tmp.exists():
+            remove_tree(tmp, out.parent)
+        raise
+    return out
+
+
+def fingerprint(path: Path) -> str:
+    """A model folder's identity, cheap at any size: every file's name, size and modification
+    time, the contents of the small ones (configs, index, and the manifest that every save writes
+    with a fresh id) and each safetensors file's header (tensor names, dtypes, shapes, offsets).
+    Weights are never read, so a folder of gigabytes costs milliseconds. Any rewrite changes a
+    time or the manifest; a copied folder may read as new (a cache miss, never a wrong hit)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        st = f.stat()
+        size = st.st_size
+        h.update(f"{f.relative_to(path)}\0{size}\0{st.st_mtime_ns}\0".encode())
+        with open(f, "rb") as fh:
+            if f.suffix == ".safetensors" and size >= 8:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                h.update(fh.read(min(n, size - 8)))
+            elif size <= 1 << 20:
+                h.update(fh.read())
+    return h.hexdigest()
+
+
+# --- the data root's models/ ---------------------------------------------------------------------
+
+class ModelStore:
+    """``DATA_ROOT/models``: where named, trained and baseline models live."""
+
+    def __init__(self, data_root: Path | str):
+        self.dir = Path(data_root) / "models"
+
+    def path(self, name: str) -> Path:
+        """``models/NAME`` (a plain name: see the module's notes)."""
+        return self.dir / check_name(name, "model name")
+
+    def stage(self, output: str, stage: int) -> Path:
+        """Where training stage ``stage`` of ``output`` saves its model."""
+        return self.path(f"{check_name(output, 'train.output')}-stage{stage}")
+
+    def baseline(self, name: str) -> Path:
+        return self.dir / "baselines" / check_name(name, "baseline name")
+
+    def link(self, name: str, target: Path) -> Path:
+        """``models/NAME`` → ``target`` (a relative link, replaced atomically). A real folder in
+        the way is removed, only from inside ``models/``."""
+        link = self.path(name)
+        target = Path(target)
+        if target.parent.resolve() != self.dir.resolve():
+            raise ModelFolderError(f"cannot link {link} to {target}: not a folder of {self.dir}", "bad_link")
+        tmp = temp_name(link)
+        os.symlink(target.name, tmp)
+        try:
+            if link.exists() and not link.is_symlink():
+                remove_tree(link, self.dir)
+            os.replace(tmp, link)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return link
+
+    def resolve(self, spec: str, base_dir: Path | None = None) -> Path:
+        """Where a model named on the command line or in the config is: a bare NAME (no path
+        separator) is ``models/NAME``; anything else is a path as the user wrote it, relative to
+        ``base_dir`` (the working directory for a flag; the pipelines file's folder for the config)."""
+        if "/" not in spec and "\\" not in spec and spec not in (".", ".."):
+            return self.path(spec)
+        path = Path(spec).expanduser()
+        return (path if path.is_absolute() else Path(base_dir or Path.cwd()) / path).resolve()
