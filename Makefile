@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: install demo test test-main test-postgres test-fast bench clean
+.PHONY: install demo lint test test-main test-postgres test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -30,14 +30,17 @@ demo: install
 # and then the PostgreSQL lane: a Prefect server on PostgreSQL (127.0.0.1:5432, or POSTGRES_URL)
 test: test-main test-postgres
 
-test-main: install
+lint: install
+	$(BIN)/ruff check animate_anyone flows tests benchmarks
+
+test-main: install lint
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not gpu and not postgres"
 
 test-postgres: install
 	$(BIN)/python -m pytest -q -m "postgres and not gpu"
 
 # the inner loop: no subprocess CLI runs, no Prefect flows, nothing slow (under 2 minutes)
-test-fast: install
+test-fast: install lint
 	$(BIN)/python -m pytest -q -m "not gpu and not e2e and not flow and not slow and not deploy and not postgres"
 
 bench: install

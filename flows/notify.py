@@ -63,7 +63,7 @@ def send(cfg: PipelineConfig | None, flow: str, pipeline: str, items: list[dict]
     if block:
         try:
             Block.load(block).notify(body, subject)
-        except Exception as exc:  # noqa: BLE001: a notice that cannot be sent must not fail the run
+        except Exception as exc:  # noqa: BLE001 - a notice that cannot be sent must not fail the run
             log.warning("could not send the failure notice through block %r: %s: %s", block, type(exc).__name__, exc)
     return body
 

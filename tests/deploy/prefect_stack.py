@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,6 @@ checkpoint of a training run is scored once, a killed evaluation finishes only i
 and bad input lands in `failures` while the rest is scored."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
