@@ -91,12 +91,22 @@ def _sidecar(out_dir: Path, source_id: str) -> Path:
     return out_dir / f"{source_id}.info.json"
 
 
+def _read_sidecar(side: Path) -> dict:
+    """A sidecar's record, its file taken from the sidecar's own folder: a copied or moved data
+    root uses its own copy of the download, not the original's."""
+    data = json.loads(side.read_text())
+    here = side.parent / Path(data["path"]).name
+    if here.exists():
+        data["path"] = str(here.resolve())
+    return data
+
+
 def already_fetched(out_dir: Path, source_id: str) -> Fetched | None:
     """The completed download of ``source_id`` if its sidecar and file are both on disk."""
     side = _sidecar(out_dir, source_id)
     if not side.exists():
         return None
-    data = json.loads(side.read_text())
+    data = _read_sidecar(side)
     if not Path(data["path"]).exists():
         return None
     return Fetched(**{**data, "skipped": True})
@@ -105,7 +115,7 @@ def already_fetched(out_dir: Path, source_id: str) -> Fetched | None:
 def _find_by(out_dir: Path, **match: str) -> Fetched | None:
     """A completed download whose sidecar has all the ``match`` values."""
     for side in sorted(out_dir.glob("*.info.json")):
-        data = json.loads(side.read_text())
+        data = _read_sidecar(side)
         if all(data.get(k) == v for k, v in match.items()) and Path(data["path"]).exists():
             return Fetched(**data)
     return None
