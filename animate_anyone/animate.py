@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from animate_anyone.devices import resolve_device
 from animate_anyone.errors import MediaError
 from animate_anyone.files import atomic_path
 from animate_anyone.ids import sha256_file, sha256_json
@@ -334,16 +335,6 @@ def output_size(canvas: tuple[int, int], width: int | None, height: int | None, 
     else:
         width, height = cw, ch
     return max(8, width - width % 8), max(8, height - height % 8)
-
-
-def resolve_device(spec: str) -> str:
-    import torch
-
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise AnimateInputError(f"device {spec!r} asked for, but PyTorch sees no CUDA GPU", "no_gpu")
-    return spec
 
 
 def generate(job: AnimateJob, poses: Path, progress=None, grid: bool = True) -> dict:

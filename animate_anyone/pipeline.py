@@ -243,16 +243,21 @@ def _pil(image) -> PIL.Image.Image:
     return image if isinstance(image, PIL.Image.Image) else PIL.Image.fromarray(np.asarray(image, np.uint8))
 
 
+PIPELINE = AnimateAnyonePipeline  # the model store builds this family's pipelines by these names
+WEIGHTLESS = ("feature_extractor", "scheduler")
+
+
 def save_animate_pipeline(pipe: AnimateAnyonePipeline, out: Path, source: dict | None = None) -> Path:
     """The pipeline as a model folder, through the store (atomic, with its manifest)."""
     return store.save(Path(out), lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True), source, FAMILY)
 
 
-def load_animate_pipeline(path: Path, dtype: torch.dtype = torch.float32, device: str | None = None) -> AnimateAnyonePipeline:
+def load_animate_pipeline(path: Path, dtype: torch.dtype | None = torch.float32,
+                          device: str | None = None) -> AnimateAnyonePipeline:
     """Load a pipeline folder, naming any missing component before diffusers tries."""
-    path = Path(path)
+    path, dtype = Path(path), dtype or torch.float32
     try:
-        store.check_complete(path, COMPONENTS, weightless=("feature_extractor", "scheduler"))
+        store.check_complete(path, COMPONENTS, weightless=WEIGHTLESS)
         if store.family(path) != FAMILY:
             raise store.ModelFolderError(f"model folder {path} holds a {store.family(path)!r} model, not {FAMILY!r}",
                                          "wrong_family")
@@ -262,6 +267,9 @@ def load_animate_pipeline(path: Path, dtype: torch.dtype = torch.float32, device
     if device:
         pipe.to(device)
     return pipe
+
+
+load_pipeline = load_animate_pipeline  # the store's name for a family's loader
 
 
 def component_classes() -> dict:

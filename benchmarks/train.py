@@ -44,13 +44,13 @@ def follow(model: Path, data_root: Path, pipeline: str = "demo", clips: int = 4,
     import torch
 
     from animate_anyone.config import load_config
-    from animate_anyone.evaluation.pose_fidelity import detect
-    from animate_anyone.evaluation.run import driving_pixels
+    from animate_anyone.evaluation.pose_fidelity import detect_enlarged
+    from animate_anyone.evaluation.scoring import driving_pixels
     from animate_anyone.pipeline import load_animate_pipeline
     from animate_anyone.pose.backends import load_backend
     from animate_anyone.tables.io import Dataset
     from animate_anyone.tables.selection import load_snapshot
-    from animate_anyone.training.data import ClipStore, snapshot_clips
+    from animate_anyone.clipstore import ClipStore, snapshot_clips
 
     cfg = load_config(pipeline, data_root=str(data_root))
     ds = Dataset.of(cfg)
@@ -82,7 +82,7 @@ def follow(model: Path, data_root: Path, pipeline: str = "demo", clips: int = 4,
         row = {"clip_id": clip.clip_id, "split": clip.split, "frames": n, "seconds": round(seconds, 1)}
         for name, video in (("generated", gen), ("still", real01[:1].expand(n, -1, -1, -1))):
             arr = (video.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-            found, _ = detect(backend, arr, min_side=4 * min(width, height))  # x4, as measured before
+            found, _ = detect_enlarged(backend, arr, min_side=4 * min(width, height))  # x4, as measured before
             person = [len(f) > 0 for f in found[1:]]
             follows = []
             for i in range(1, n):

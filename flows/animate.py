@@ -17,6 +17,7 @@ from prefect.concurrency.sync import concurrency
 
 from animate_anyone import animate as lib
 from animate_anyone.config import PipelineConfig
+from animate_anyone.devices import resolve_device
 from animate_anyone.ids import sha256_json
 from animate_anyone.pipeline import model_fingerprint
 from animate_anyone.tables import failures
@@ -71,7 +72,7 @@ def animate_flow(pipeline: str | None = None, config: str | None = None, cfg: Pi
         content = job.content()
         opts = cached_task_options(root, refresh)
         poses = poses_task.with_options(**opts)(job, content)
-        device = lib.resolve_device(job.device)
+        device = resolve_device(job.device)
         gpu = cfg.animate.use_gpu_slot if cfg.animate.use_gpu_slot is not None else device.startswith("cuda")
         if gpu:
             ensure_gpu_limit(cfg.gpu_slots)

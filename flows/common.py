@@ -2,7 +2,10 @@
 from the config, and the global concurrency limit `gpu`."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
 from prefect.filesystems import LocalFileSystem
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -61,3 +64,22 @@ def ensure_gpu_limit(slots: int) -> None:
     """Create (or resize) the global concurrency limit ``gpu``; strict slots need it to exist."""
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(GPU_LIMIT, slots)
+
+
+def use_gpu_slot(cfg: PipelineConfig, setting: bool | None, on_gpu: bool) -> bool:
+    """Whether a step holds a slot of ``gpu``: its ``use_gpu_slot`` setting, else whether it runs
+    on a GPU. When it does, the limit is made (or resized to ``gpu_slots``) first."""
+    gpu = setting if setting is not None else on_gpu
+    if gpu:
+        ensure_gpu_limit(cfg.gpu_slots)
+    return gpu
+
+
+@contextmanager
+def gpu_slot(held: bool):
+    """One slot of the strict global limit ``gpu`` while the block runs, when ``held``."""
+    if not held:
+        yield
+        return
+    with concurrency(GPU_LIMIT, occupy=1, strict=True):
+        yield

@@ -13,12 +13,11 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
-from prefect.concurrency.sync import concurrency
 
-from animate_anyone.animate import resolve_device
 from animate_anyone.config import PipelineConfig
+from animate_anyone.devices import resolve_device
 from animate_anyone.evaluation import run as lib
-from flows.common import GPU_LIMIT, artifact_key, ensure_gpu_limit, resolve_config
+from flows.common import artifact_key, gpu_slot, resolve_config, use_gpu_slot
 from flows.notify import on_run_failure, send
 
 
@@ -30,16 +29,11 @@ def evaluate_task(cfg: PipelineConfig, what: str | None, snapshot: str | None, s
     def on_clip(cand, clip, rows):
         logger.info("evaluate %s: clip %s scored", cand.name, clip.clip_id)
 
-    def go():
+    with gpu_slot(gpu):
         result = lib.evaluate(cfg, what, snapshot, split, clips, baselines, Path(cfg.base_dir or "."),
                               log=logger.warning, on_clip=on_clip)
-        return {k: v for k, v in result.items() if k != "runs"} | {
-            "runs": [{k: (str(v) if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in result["runs"]]}
-
-    if gpu:
-        with concurrency(GPU_LIMIT, occupy=1, strict=True):
-            return go()
-    return go()
+    return {k: v for k, v in result.items() if k != "runs"} | {
+        "runs": [{k: (str(v) if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in result["runs"]]}
 
 
 def _artifacts(result: dict) -> None:
@@ -59,9 +53,7 @@ def evaluate_flow(pipeline: str | None = None, config: str | None = None, cfg: P
     logger = get_run_logger()
     cfg = resolve_config(cfg, pipeline, config, data_root=data_root)
     e = cfg.evaluate
-    gpu = e.use_gpu_slot if e.use_gpu_slot is not None else resolve_device(e.device).startswith("cuda")
-    if gpu:
-        ensure_gpu_limit(cfg.gpu_slots)
+    gpu = use_gpu_slot(cfg, e.use_gpu_slot, resolve_device(e.device).startswith("cuda"))
     result = evaluate_task(cfg, model, snapshot, split, clips, list(baselines or []), gpu)
     for r in result["runs"]:
         logger.info("%s %s: %s (%d/%d clips)%s", r["kind"], r["model_name"], r["status"], r["clips_done"],

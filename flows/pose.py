@@ -12,7 +12,6 @@ from functools import partial
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.futures import as_completed
 
 from animate_anyone import progress
@@ -22,17 +21,15 @@ from animate_anyone.pose.backends import backend_uses_gpu, load_backend
 from animate_anyone.tables.catalog import refresh_catalog
 from animate_anyone.tables.io import DataRoot, Dataset
 from animate_anyone.tables.selection import select_clips
-from flows.common import GPU_LIMIT, ensure_gpu_limit, resolve_config, task_runner
+from flows.common import GPU_LIMIT, gpu_slot, resolve_config, task_runner, use_gpu_slot
 
 
 @task(name="extract-poses", cache_policy=NO_CACHE)
 def extract_task(shard: stages.Shard, root: str, dataset: str, cfg: Pose, backend: str, base_dir: str,
-                 model: str, gpu_slot: bool) -> dict:
+                 model: str, held: bool) -> dict:
     open_backend = partial(load_backend, cfg, backend, base_dir)
-    if gpu_slot:
-        with concurrency(GPU_LIMIT, occupy=1, strict=True):
-            return stages.extract_shard(open_backend, Dataset(root, dataset), shard, model=model)
-    return stages.extract_shard(open_backend, Dataset(root, dataset), shard, model=model)
+    with gpu_slot(held):
+        return stages.extract_shard(open_backend, Dataset(root, dataset), shard, model=model)
 
 
 @task(name="select-clips", cache_policy=NO_CACHE, persist_result=False)
@@ -60,10 +57,8 @@ def extract_poses(pipeline: str | None = None, config: str | None = None, cfg: P
     probe = load_backend(pose, name, cfg.base_dir)
     on_gpu, model = backend_uses_gpu(probe), probe.model_name
     probe.close()
-    gpu_slot = pose.use_gpu_slot if pose.use_gpu_slot is not None else on_gpu
-    if gpu_slot:
-        ensure_gpu_limit(cfg.gpu_slots)
-    log.info("pose backend %s (%s)%s", name, model, f", {cfg.gpu_slots} '{GPU_LIMIT}' slot(s)" if gpu_slot else "")
+    held = use_gpu_slot(cfg, pose.use_gpu_slot, on_gpu)
+    log.info("pose backend %s (%s)%s", name, model, f", {cfg.gpu_slots} '{GPU_LIMIT}' slot(s)" if held else "")
     # 2. shards of clips; parts of shards that no longer exist go
     ds = Dataset(root, cfg.dataset)
     shards = stages.plan_shards(ds, pose.shard_clips)
@@ -71,7 +66,7 @@ def extract_poses(pipeline: str | None = None, config: str | None = None, cfg: P
     total = len(shards)
     bar = create_progress_artifact(progress=0.0, key="pose-progress", description=f"{total} shards")
     progress.report("shards", 0, total)
-    args = (str(root.path), cfg.dataset, pose, name, cfg.base_dir, model, gpu_slot)
+    args = (str(root.path), cfg.dataset, pose, name, cfg.base_dir, model, held)
     futures = {extract_task.submit(shard, *args): shard for shard in shards}
     results = []
     for fut in as_completed(list(futures)):

@@ -14,23 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from animate_anyone.errors import PermanentError
+from animate_anyone.errors import ConfigError, PermanentError
+from animate_anyone.media.frames import frame_scores  # noqa: F401 - the bench's per-frame scores, here with the others
+from animate_anyone.weights import resolve_weights
 
 
 class MetricUnavailable(PermanentError):
     """A metric cannot be scored here (weights or a package missing); the message says what to get."""
-
-
-def frame_scores(generated: torch.Tensor, real: torch.Tensor) -> dict[str, np.ndarray]:
-    """(F, 3, H, W) in [0, 1] each → per-frame L1, PSNR (dB, at most 100: identical frames would
-    be infinite and drop out of every mean) and SSIM."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
-    generated, real = generated.float().clamp(0, 1), real.float().clamp(0, 1)
-    l1 = (generated - real).abs().mean(dim=(1, 2, 3))
-    psnr = peak_signal_noise_ratio(generated, real, data_range=1.0, reduction="none", dim=(1, 2, 3))
-    ssim = structural_similarity_index_measure(generated, real, data_range=1.0, reduction="none")
-    return {"l1": l1.numpy(), "psnr": psnr.clamp(max=100.0).numpy(), "ssim": ssim.numpy()}
 
 
 class Lpips:
@@ -64,12 +54,9 @@ class Lpips:
 def resolve_file(spec: str, field: str, base_dir: Path | None, want: str = "file") -> Path:
     """A local path (relative to ``base_dir``) or an ``hf://`` id from the hub's cache; missing weights
     are ``MetricUnavailable``."""
-    from animate_anyone.training.model import TrainModelError, resolve_weights
-    from animate_anyone.errors import ConfigError
-
     try:
-        return resolve_weights(spec, field, base_dir, want)
-    except (TrainModelError, ConfigError) as exc:
+        return resolve_weights(spec, field, base_dir, want, MetricUnavailable)
+    except ConfigError as exc:
         raise MetricUnavailable(exc.message, "missing_weights") from exc
 
 

@@ -92,7 +92,7 @@ def frame_pck(driving: tuple[np.ndarray, np.ndarray] | None, found,
     return row
 
 
-def detect(backend, frames: np.ndarray, min_side: int) -> tuple[list, float]:
+def detect_enlarged(backend, frames: np.ndarray, min_side: int) -> tuple[list, float]:
     """The backend on (F, H, W, 3) uint8 frames enlarged by an integer factor until the short side is
     at least ``min_side``; keypoints come back in the frames' own pixels."""
     import cv2
@@ -111,7 +111,7 @@ def detect(backend, frames: np.ndarray, min_side: int) -> tuple[list, float]:
 def pose_fidelity(backend, frames: np.ndarray, driving: list, min_side: int, moved_share: float) -> list[dict]:
     """Per frame of ``frames`` (F, H, W, 3) uint8: ``person``, ``pck05_body`` … and ``moved``.
     ``driving``: per frame (keypoints [133, 2] in the frames' pixels, scores [133]) or None."""
-    found, _ = detect(backend, frames, min_side)
+    found, _ = detect_enlarged(backend, frames, min_side)
     moved = moved_frames(driving, moved_share)
     rows = []
     for i, f in enumerate(found):

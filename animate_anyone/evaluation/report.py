@@ -7,32 +7,26 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-# (metric, higher is better, label); shown when some evaluation of the bench has it
-COLUMNS = [("psnr", True, "PSNR dB"), ("ssim", True, "SSIM"), ("l1", False, "L1"), ("lpips", False, "LPIPS"),
-           ("pck10_body", True, "PCK@0.1 body"), ("pck10_body_moved", True, "PCK@0.1 body, moved frames"),
-           ("pck10_body_moving", True, "PCK@0.1 moving body points"),
-           ("pck10_hands_moving", True, "PCK@0.1 moving hand points"),
-           ("pck05_body", True, "PCK@0.05 body"), ("pck10_hands", True, "PCK@0.1 hands"),
-           ("pck10_face", True, "PCK@0.1 face"), ("person", True, "person found"),
-           ("person_moved", True, "person, moved"), ("identity", True, "identity"), ("fid", False, "FID"),
-           ("fvd", False, "FVD")]
-TERMINAL = ("psnr", "ssim", "lpips", "pck10_body", "pck10_body_moving", "pck10_hands_moving", "person",
-            "identity", "fid", "fvd")  # what the command line prints; the markdown has them all
-KIND_ORDER = {"model": 0, "checkpoint": 1, "baseline": 2}
+from animate_anyone.clipstore import ClipStore
+from animate_anyone.evaluation.columns import COLUMNS, KIND_ORDER
+from animate_anyone.files import atomic_path, write_text
+from animate_anyone.media.frames import to_uint8
+from animate_anyone.media.video import VideoWriter, iter_frames
+from animate_anyone.tables.catalog import query
+
 
 
 def bench_table(root, bench: str) -> list[dict]:
     """One row per evaluation of ``bench``: its run's fields and each metric's mean over clips."""
-    from animate_anyone.tables.catalog import _sql_str, query
-
-    rows = query(root, f"""
+    rows = query(root, """
         SELECT r.eval_id, r.model_name, r.kind, r.checkpoint_step, r.train_run_id, r.stage, r.status,
                r.clips_done, r.num_clips, x.metric, avg(x.value) AS value, count(*) AS clips
         FROM eval_runs r JOIN eval_results x USING (eval_id)
-        WHERE r.bench = {_sql_str(bench)} AND x.frame_idx IS NULL
-        GROUP BY ALL""").to_pylist()
+        WHERE r.bench = $bench AND x.frame_idx IS NULL
+        GROUP BY ALL""", params={"bench": bench}).to_pylist()
     by: dict[str, dict] = {}
     for r in rows:
         item = by.setdefault(r["eval_id"], {k: r[k] for k in ("eval_id", "model_name", "kind", "checkpoint_step",
@@ -75,8 +69,6 @@ def steps_plot(table: list[dict], out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from animate_anyone.files import atomic_path
-
     metrics = [c for c in ("psnr", "ssim", "pck10_body_moving", "person") if any(c in r for r in table)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -100,29 +92,22 @@ def steps_plot(table: list[dict], out: Path) -> Path | None:
 
 
 def clip_values(root, eval_id: str, metric: str = "psnr") -> dict[str, float]:
-    from animate_anyone.tables.catalog import _sql_str, query
-
-    rows = query(root, f"""SELECT clip_id, value FROM eval_results WHERE eval_id = {_sql_str(eval_id)}
-                          AND metric = {_sql_str(metric)} AND frame_idx IS NULL AND clip_id IS NOT NULL""").to_pylist()
+    rows = query(root, """SELECT clip_id, value FROM eval_results WHERE eval_id = $eval_id
+                          AND metric = $metric AND frame_idx IS NULL AND clip_id IS NOT NULL""",
+                 params={"eval_id": eval_id, "metric": metric}).to_pylist()
     return {r["clip_id"]: r["value"] for r in rows}
 
 
 def grid_video(b, eval_id: str, clip, out: Path) -> Path | None:
     """reference | pose | generated | real | error heat map (|generated − real|, ×4, jet)."""
-    import cv2
-
-    from animate_anyone.evaluation.run import evaluations_dir, uint8
-    from animate_anyone.media.video import VideoWriter, iter_frames
-    from animate_anyone.training.data import ClipStore
-
-    video = evaluations_dir(b.ds.root) / eval_id / "videos" / f"{clip.clip_id}.mp4"
+    video = b.ds.root.evaluations_dir / eval_id / "videos" / f"{clip.clip_id}.mp4"
     if not video.is_file():
         return None
     gen = np.stack([f.to_ndarray(format="rgb24") for f in iter_frames(video)])
     real, poses = ClipStore(b.ds, b.cfg.evaluate.width, b.cfg.evaluate.height, cache=0).get(clip)
     n = min(len(gen), len(real))
-    real8 = uint8((real[:n] / 2 + 0.5).clamp(0, 1))
-    pose8 = uint8(poses[:n])
+    real8 = to_uint8((real[:n] / 2 + 0.5).clamp(0, 1))
+    pose8 = to_uint8(poses[:n])
     err = np.abs(gen[:n].astype(np.float32) - real8.astype(np.float32)).mean(axis=3)
     heat = np.stack([cv2.cvtColor(cv2.applyColorMap(np.clip(e * 4, 0, 255).astype(np.uint8), cv2.COLORMAP_JET),
                                   cv2.COLOR_BGR2RGB) for e in err])
@@ -137,12 +122,9 @@ def grid_video(b, eval_id: str, clip, out: Path) -> Path | None:
 def write_reports(b, rows: list[dict]) -> dict:
     """The bench's leaderboard (markdown), its steps plot (PNG) and, for the models just scored, the
     grid videos of their best and worst clips by PSNR; files under DATA_ROOT/evaluations/."""
-    from animate_anyone.evaluation.run import evaluations_dir
-    from animate_anyone.files import write_text
-
     root = b.ds.root
-    folder = evaluations_dir(root)
-    table = bench_table(root, b.bench)
+    folder = root.evaluations_dir
+    table = bench_table(root, b.bench_id)
     notes = [f"snapshot {b.snapshot['snapshot_id']}, split {b.split}, {len(b.clips)} clips × up to "
              f"{b.settings['frames']} frames at {b.settings['width']}x{b.settings['height']}; {b.settings['steps']} "
              f"steps, guidance {b.settings['guidance']}, seed {b.settings['seed']}; frame 0 (the reference) not scored",
@@ -153,11 +135,11 @@ def write_reports(b, rows: list[dict]) -> dict:
     for name in ("lpips", "fid", "fvd", "identity"):
         if not b.settings.get(name) or (isinstance(b.settings[name], dict) and not b.settings[name].get("weights")):
             notes.append(f"{name}: not configured (evaluate.{name}); no weights given")
-    title = f"{b.cfg.name}: bench {b.bench}"
+    title = f"{b.cfg.name}: bench {b.bench_id}"
     markdown = leaderboard_markdown(table, title, notes)
-    board = write_text(folder / f"leaderboard-{b.bench}.md", markdown)
+    board = write_text(folder / f"leaderboard-{b.bench_id}.md", markdown)
     write_text(folder / f"leaderboard-{b.cfg.name}.md", markdown)  # the pipeline's latest
-    plot = steps_plot(table, folder / f"steps-{b.bench}.png")
+    plot = steps_plot(table, folder / f"steps-{b.bench_id}.png")
     grids = []
     scored = [r for r in rows if r.get("status") in ("finished", "partial") and r["kind"] != "baseline"]
     models = [r for r in scored if r["kind"] == "model"] or sorted(scored, key=lambda r: r["checkpoint_step"] or 0)[-1:]

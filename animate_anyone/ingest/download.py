@@ -30,7 +30,6 @@ from animate_anyone.errors import AnimateAnyoneError, DownloadError, MediaError,
 from animate_anyone.ingest.clips import check_video
 from animate_anyone.media.video import ffmpeg_exe
 
-DOWNLOAD_VERSION = "1"
 _REGISTER = threading.Lock()
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 

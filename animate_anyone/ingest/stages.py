@@ -5,7 +5,6 @@ frame ranges), never frames. ``flows/ingest.py`` chains them; ``benchmarks/inges
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from animate_anyone.ingest.clips import CutClip, ShotDecision, assign_split, che
 from animate_anyone.ingest.download import Fetched, fetch, parse_source
 from animate_anyone.ingest.shots import Shots, auto_step, detect_shots
 from animate_anyone.media.video import VideoInfo
+from animate_anyone.provenance import now
 from animate_anyone.tables import failures
 from animate_anyone.tables.io import DataRoot, Dataset
 
@@ -53,10 +53,6 @@ def cut(detected: Detected, root: DataRoot, cfg: Ingest) -> Cut:
         raise PermanentError(f"{fetched.uri}: no shot gives a clip of {cfg.clips.min_seconds:g}-{cfg.clips.max_seconds:g} s ({reasons})", "no_usable_shot")
     clips = cut_clips(Path(fetched.path), plan, root.clips_dir / fetched.source_id, cfg.clips)
     return Cut(detected, tuple(clips), tuple(decisions))
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def write(result: Cut, ds: Dataset, cfg: Ingest) -> dict:
@@ -116,7 +112,7 @@ def source_row(f: Fetched | None, info: VideoInfo | None, status: str, num_clips
         "height": info.height if info else None, "num_frames": info.num_frames if info else None,
         "sha256": f.sha256 if f else None, "file_uri": _file_uri(f, root),
         "status": status, "error": error, "duplicate_of": f.duplicate_of if f else None,
-        "num_clips": num_clips, "fetched_at": _now(),
+        "num_clips": num_clips, "fetched_at": now(),
     }
 
 

@@ -14,15 +14,21 @@ models/baselines/NAME           models scored beside the trained ones (the untra
 
 Names are plain folder names: ``.``, ``..``, separators and hidden names are refused, and the
 store removes nothing that is not strictly inside ``models/`` (``files.remove_tree``).
-This module knows files, not networks: turning components into a pipeline is the family's job
-(``animate_anyone.pipeline``), which hands the store a writer.
+Training runs keep their checkpoints beside: ``checkpoints/RUN_ID/step-NNNNNNNN/`` (complete ones
+hold ``trainer.json``) and ``checkpoints/RUN_ID/job.json`` (what the run was asked to do).
+
+This module knows files, not networks. Each family's module (``FAMILIES``) turns components into
+its pipeline: ``PIPELINE`` (the class), ``COMPONENTS`` (its constructor's names, in order) and
+``load_pipeline(path, dtype, device)``. It is imported by name when a folder of that family is
+loaded or saved, so the store stays below every pipeline.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
+import importlib
 import json
 import os
+import re
 import struct
 import uuid
 from pathlib import Path
@@ -30,10 +36,14 @@ from typing import Callable
 
 from animate_anyone.errors import PermanentError
 from animate_anyone.files import check_name, remove_tree, replace_dir, temp_name
+from animate_anyone.provenance import now
 
 INDEX = "model_index.json"
 MANIFEST = "manifest.json"
 DEFAULT_FAMILY = "animate-anyone"
+FAMILIES = {"animate-anyone": "animate_anyone.pipeline"}  # family → the module that builds its pipeline
+CHECKPOINT = re.compile(r"^step-(\d{8})$")
+RUN_JOB = "job.json"
 # what a component folder must hold: a config, and weights unless it is a processor or scheduler
 CONFIGS = ("config.json", "preprocessor_config.json", "scheduler_config.json")
 WEIGHTS = (".safetensors", ".bin")
@@ -98,7 +108,7 @@ def save(out: Path, write: Callable[[Path], None], source: dict | None = None,
     tmp = temp_name(out)
     try:
         write(tmp)
-        record = {"saved_id": uuid.uuid4().hex, "saved_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        record = {"saved_id": uuid.uuid4().hex, "saved_at": now().isoformat(),
                   "family": family_name, "source": source or {}}
         (tmp / MANIFEST).write_text(json.dumps(record, indent=2))
         replace_dir(tmp, out)
@@ -107,6 +117,39 @@ def save(out: Path, write: Callable[[Path], None], source: dict | None = None,
             remove_tree(tmp, out.parent)
         raise
     return out
+
+
+def family_module(name: str):
+    """The module that builds family ``name``'s pipeline."""
+    if name not in FAMILIES:
+        raise ModelFolderError(f"model family {name!r} is unknown; known: {', '.join(FAMILIES)}", "unknown_family")
+    return importlib.import_module(FAMILIES[name])
+
+
+def pipeline_of(components: dict, family_name: str = DEFAULT_FAMILY):
+    """The family's pipeline made of ``components`` (a dict with at least its ``COMPONENTS``)."""
+    module = family_module(family_name)
+    return module.PIPELINE(**{k: components[k] for k in module.COMPONENTS})
+
+
+def save_components(components: dict, out: Path, source: dict | None = None,
+                    family_name: str = DEFAULT_FAMILY) -> Path:
+    """``components`` as a model folder of ``family_name`` at ``out`` (atomic, with its manifest)."""
+    pipe = pipeline_of(components, family_name)
+    return save(out, lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True), source, family_name)
+
+
+def load_components(path: Path) -> dict:
+    """The components of folder ``path`` (float32, eval mode), checked complete first."""
+    module = family_module(family(require_model(path)))
+    check_complete(path, module.COMPONENTS, module.WEIGHTLESS)
+    return module.load_components(Path(path))
+
+
+def load_pipeline(path: Path, dtype=None, device: str | None = None):
+    """The pipeline in folder ``path``, by the family its manifest names (checked complete first)."""
+    module = family_module(family(require_model(path)))
+    return module.load_pipeline(Path(path), dtype=dtype, device=device)
 
 
 def fingerprint(path: Path) -> str:
@@ -128,6 +171,24 @@ def fingerprint(path: Path) -> str:
             elif size <= 1 << 20:
                 h.update(fh.read())
     return h.hexdigest()
+
+
+# --- training runs' checkpoints ------------------------------------------------------------------
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """A run's complete checkpoints, oldest first."""
+    found = [p for p in Path(run_dir).glob("step-*") if CHECKPOINT.match(p.name) and (p / "trainer.json").is_file()]
+    return sorted(found, key=checkpoint_step)
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(CHECKPOINT.match(Path(path).name).group(1))
+
+
+def run_job(run_dir: Path) -> dict | None:
+    """What a training run was asked to do (its ``job.json``), or None for a run from before it was kept."""
+    file = Path(run_dir) / RUN_JOB
+    return json.loads(file.read_text()) if file.is_file() else None
 
 
 # --- the data root's models/ ---------------------------------------------------------------------

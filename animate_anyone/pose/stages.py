@@ -6,15 +6,14 @@ whole. A clip that fails lands in ``failures`` (stage ``pose``) and the shard go
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from animate_anyone import provenance
 from animate_anyone.errors import AnimateAnyoneError, MediaError
-from animate_anyone.ids import sha256_json
 from animate_anyone.pose.extract import POSE_VERSION, NoPersonError, extract_clip, pose_rows, summarise
 from animate_anyone.tables import failures
 from animate_anyone.tables.io import Dataset
@@ -79,7 +78,7 @@ def extract_shard(backend, ds: Dataset, shard: Shard, batch: int = 8, model: str
     not done; ``model`` then names it). Returns a small manifest: clip counts, failures and
     warnings (one line each).
     """
-    now = dt.datetime.now(dt.timezone.utc)
+    now = provenance.now()
     model = model or backend.model_name
     done = done_clips(ds, shard, model)
     todo = [c for c in shard.clips if c["clip_id"] not in done]
@@ -133,8 +132,3 @@ def extract_shard(backend, ds: Dataset, shard: Shard, batch: int = 8, model: str
     return {"shard_id": shard.shard_id, "clips": len(shard.clips), "ok": len(summaries), "failed": failed,
             "extracted": len(todo) - len(failed), "skipped": len(done), "warnings": warnings, "rows": rows,
             "model": model}
-
-
-def shard_key(shard: Shard, fingerprint: dict) -> str:
-    """What decides a shard's rows: its clips' bytes and ids, the backend and its model files."""
-    return sha256_json([shard.shard_id, [c["clip_id"] for c in shard.clips], shard.content, fingerprint, POSE_VERSION])

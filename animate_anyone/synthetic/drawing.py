@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -11,8 +11,14 @@ from animate_anyone.pose import layouts
 from animate_anyone.synthetic.characters import CLOTH_COLOURS, Character
 from animate_anyone.synthetic.motion import _rot
 
-if TYPE_CHECKING:
-    from animate_anyone.synthetic.world import Camera
+
+@dataclass(frozen=True)
+class Camera:
+    """Figure units to pixels: figure height as a fraction of the frame height, and placement."""
+
+    zoom: float = 0.68
+    offset_x: float = 0.0  # pelvis x, as a fraction of the frame width from the centre
+    feet_y: float = 0.93  # where the ankles sit, as a fraction of the frame height
 
 
 STAMP_BITS = 16

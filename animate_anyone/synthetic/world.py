@@ -10,20 +10,11 @@ import numpy as np
 
 from animate_anyone.media.video import VideoWriter
 from animate_anyone.synthetic.characters import MOVES, Character, make_character
-from animate_anyone.synthetic.drawing import draw_background, draw_character, stamp_frame_index, stamp_layout
+from animate_anyone.synthetic.drawing import Camera, draw_background, draw_character, stamp_frame_index, stamp_layout
 from animate_anyone.synthetic.motion import dance, skeleton
 
 
 FPS = 30
-
-
-@dataclass(frozen=True)
-class Camera:
-    """Figure units to pixels: figure height as a fraction of the frame height, and placement."""
-
-    zoom: float = 0.68
-    offset_x: float = 0.0  # pelvis x, as a fraction of the frame width from the centre
-    feet_y: float = 0.93  # where the ankles sit, as a fraction of the frame height
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from animate_anyone.files import atomic_path, data_root_lock
 from animate_anyone.tables.io import DataRoot
 from animate_anyone.tables.schemas import SCHEMAS
 
-CATALOG_NAME = "catalog.duckdb"
 QUERY_STATEMENTS = {"SELECT", "EXPLAIN"}
 # views over the tables, in both the sandbox and the catalog file. DuckDB reads Arrow fixed-size
 # lists back as LIST; pose_frames_arrays gives FLOAT[n] for array functions (array_distance, …)
@@ -150,9 +149,9 @@ def refresh_catalog(root: DataRoot) -> list[str]:
     return list(SCHEMAS) + list(EXTRA_VIEWS)
 
 
-def query(root: DataRoot, sql: str, limits: QueryLimits | None = None) -> pa.Table:
+def query(root: DataRoot, sql: str, limits: QueryLimits | None = None, params: dict | None = None) -> pa.Table:
     """Run one statement over the data root's tables, read-only and within ``limits`` (see the
-    module's notes)."""
+    module's notes). Values go in ``params`` (``$name`` in the SQL), never into the SQL text."""
     if not root.tables_dir.is_dir() and not root.catalog.exists():
         raise QueryError(f"{root.path}: no tables yet; run `animate-anyone ingest` (or `run`) first", "no_tables")
     try:
@@ -170,19 +169,19 @@ def query(root: DataRoot, sql: str, limits: QueryLimits | None = None) -> pa.Tab
     with tempfile.TemporaryDirectory(prefix="animate-anyone-query-") as temp_dir:
         con = sandbox(root, limits, temp_dir)
         try:
-            return _run_bounded(con, sql, limits)
+            return _run_bounded(con, sql, limits, params)
         finally:
             con.close()
 
 
-def _run_bounded(con: duckdb.DuckDBPyConnection, sql: str, limits: QueryLimits) -> pa.Table:
+def _run_bounded(con: duckdb.DuckDBPyConnection, sql: str, limits: QueryLimits, params: dict | None = None) -> pa.Table:
     """Run ``sql`` in a worker thread while this one keeps the clock and stays free for signals:
     past the time limit, or on Ctrl-C / ``kill``, the connection is interrupted."""
     outcome: dict = {}
 
     def work() -> None:
         try:
-            result = con.sql(sql)
+            result = con.sql(sql, params=params)
             outcome["table"] = None if result is None else result.to_arrow_table()
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc

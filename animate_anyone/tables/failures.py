@@ -1,9 +1,8 @@
 """The ``failures`` table: one part per failing item, every attempt kept until the item succeeds."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from animate_anyone.errors import is_retryable
+from animate_anyone.provenance import now
 from animate_anyone.tables.io import Dataset
 
 
@@ -22,7 +21,7 @@ def _row(stage: str, item_id: str, source: str, exc: BaseException, attempt: int
     return {"stage": stage, "item_id": item_id, "source": source, "error_class": type(exc).__name__,
             "reason": getattr(exc, "reason", type(exc).__name__),
             "message": getattr(exc, "message", None) or str(exc) or type(exc).__name__,
-            "retryable": is_retryable(exc), "attempt": attempt, "at": datetime.now(timezone.utc)}
+            "retryable": is_retryable(exc), "attempt": attempt, "at": now()}
 
 
 def clear(ds: Dataset, part: str) -> bool:

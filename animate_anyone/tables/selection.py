@@ -7,7 +7,6 @@ clips' ids and contents. The same selection over the same clips gives the same i
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import duckdb
 
 from animate_anyone.files import write_json
 from animate_anyone.ids import sha256_json
-from animate_anyone.tables.catalog import QueryError, _sql_str, query
+from animate_anyone.provenance import now
+from animate_anyone.tables.catalog import QueryError, query
 from animate_anyone.tables.io import Dataset
 
 
@@ -29,16 +29,16 @@ def check_where(where: str) -> str:
     return where
 
 
-def selection_sql(dataset: str, where: str, splits: list[str]) -> str:
-    """The clips of ``dataset`` in ``splits`` that pass ``where``. The expression is checked on
-    its own and filters an inner query; the dataset and split filters apply outside it, so no
-    expression can widen them."""
-    split_list = ", ".join(_sql_str(s) for s in splits)
+def selection_sql(dataset: str, where: str, splits: list[str]) -> tuple[str, dict]:
+    """The clips of ``dataset`` in ``splits`` that pass ``where`` (SQL and its parameters). The
+    expression is checked on its own and filters an inner query; the dataset and split filters
+    apply outside it, as parameters, so no expression can widen them."""
     inner = ("SELECT c.clip_id, c.sha256, c.clip_uri, c.split AS _split, s.dataset AS _dataset "
              "FROM clip_pose_summary s JOIN clips c ON c.clip_id = s.clip_id AND c.dataset = s.dataset "
              f"WHERE (\n{check_where(where)}\n)")
-    return (f"SELECT clip_id, sha256, clip_uri FROM ({inner}) AS chosen "
-            f"WHERE _dataset = {_sql_str(dataset)} AND _split IN ({split_list}) ORDER BY clip_id")
+    sql = (f"SELECT clip_id, sha256, clip_uri FROM ({inner}) AS chosen "
+           "WHERE _dataset = $dataset AND list_contains($splits, _split) ORDER BY clip_id")
+    return sql, {"dataset": dataset, "splits": list(splits)}
 
 
 def _stamp(path: Path) -> list[int] | None:
@@ -59,7 +59,8 @@ def select_clips(ds: Dataset, where: str, splits: list[str], pipeline: str = "",
     """Run the selection and save its snapshot (kept as it is if the same one exists)."""
     dataset = ds.name
     try:
-        rows = query(ds.root, selection_sql(dataset, where, splits)).to_pylist()
+        sql, params = selection_sql(dataset, where, splits)
+        rows = query(ds.root, sql, params=params).to_pylist()
     except QueryError as exc:
         raise QueryError(f"{field_name} {where!r} cannot select clips: {exc.message}", "bad_selection") from exc
     pairs = [[r["clip_id"], r["sha256"]] for r in rows]
@@ -67,7 +68,7 @@ def select_clips(ds: Dataset, where: str, splits: list[str], pipeline: str = "",
     digest = sha256_json(pairs)
     snap = {"snapshot_id": "s" + sha256_json([dataset, pairs])[:15], "dataset": dataset, "pipeline": pipeline,
             "where": where, "splits": list(splits), "num_clips": len(pairs), "clips_sha256": digest,
-            "clip_ids": [p[0] for p in pairs], "clip_sha256": dict(pairs), "clip_stamp": stamps, "created_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+            "clip_ids": [p[0] for p in pairs], "clip_sha256": dict(pairs), "clip_stamp": stamps, "created_at": now().isoformat()}
     folder = snapshots_dir(ds)
     path = folder / f"{snap['snapshot_id']}.json"
     with ds.lock():

@@ -9,25 +9,20 @@ the newest complete one; only complete folders are ever resumed from.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from animate_anyone.errors import PermanentError
 from animate_anyone.files import remove_tree
+from animate_anyone.models import store
 
 
 class CheckpointSaveError(PermanentError):
     """A checkpoint could not be written (a full disk, no permission); the previous one is kept."""
 
 
-PATTERN = re.compile(r"^step-(\d{8})$")
-
-
 def checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    run_dir = Path(run_dir)
-    found = [p for p in run_dir.glob("step-*") if PATTERN.match(p.name) and (p / "trainer.json").is_file()]
-    return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))
+    """Complete checkpoints, oldest first (the layout is the model store's)."""
+    return store.checkpoints(run_dir)
 
 
 def latest(run_dir: Path) -> Path | None:

@@ -9,11 +9,20 @@ otherwise decay for nothing.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPVisionModelWithProjection
 
-from animate_anyone.errors import ConfigError, PermanentError
+from animate_anyone import weights
+from animate_anyone.errors import PermanentError
+from animate_anyone.models import store
+from animate_anyone.models.convert import check_keys, import_motion_modules, load_checkpoint
+from animate_anyone.models.reference_attention import (ReferenceBank, ReferenceWriteProcessor, self_attention_names,
+                                                       set_processors)
+from animate_anyone.models.sizes import build_components, zero_motion_outputs
 
 
 class TrainModelError(PermanentError):
@@ -21,56 +30,25 @@ class TrainModelError(PermanentError):
 
 
 def resolve_weights(spec: str, field: str, base_dir: Path | None, want: str) -> Path:
-    """A local path (relative to ``base_dir``) or ``hf://OWNER/REPO[/SUB…]`` from the hub's cache.
-    ``want``: "file" (a checkpoint) or "dir" (a diffusers folder)."""
-    if spec.startswith("hf://"):
-        parts = spec[len("hf://"):].strip("/").split("/")
-        if len(parts) < 2:
-            raise ConfigError(f"{field}: {spec!r} is not hf://OWNER/REPO[/PATH]")
-        repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
-        try:
-            from huggingface_hub import hf_hub_download, snapshot_download
-
-            if want == "file":
-                return Path(hf_hub_download(repo_id=repo, filename=sub))
-            # a subfolder, or a diffusers repo's configs and the parts training reads (never its big .ckpt files)
-            patterns = [f"{sub}/*"] if sub else ["*.json", "unet/*", "vae/*", "image_encoder/*", "feature_extractor/*"]
-            root = Path(snapshot_download(repo_id=repo, allow_patterns=patterns))
-            return root / sub if sub else root
-        except Exception as exc:  # offline, missing, refused: one clear message
-            raise TrainModelError(f"{field}: cannot get {spec} (not in the Hugging Face cache and the hub is "
-                                  f"unreachable or refused: {type(exc).__name__}). Download it where there is "
-                                  f"internet, or give a local path", "missing_weights") from exc
-    path = Path(spec).expanduser()
-    path = path if path.is_absolute() or base_dir is None else Path(base_dir) / path
-    ok = path.is_file() if want == "file" else path.is_dir()
-    if not ok:
-        raise TrainModelError(f"{field}: no {'file' if want == 'file' else 'folder'} {path}", "missing_weights")
-    return path
+    """``weights.resolve_weights`` with training's error."""
+    return weights.resolve_weights(spec, field, base_dir, want, TrainModelError)
 
 
 def initial_components(train, base_dir: Path | None, start: Path | None = None) -> dict:
     """The components a stage starts from: ``start`` (the previous stage's pipeline folder) if
     given, else ``train.init.pipeline``, else random at ``train.size`` with the ``init`` parts loaded."""
-    from animate_anyone.models.sizes import build_components, zero_motion_outputs
-    from animate_anyone.pipeline import load_components
-
     init = train.init
     if start is None and init.pipeline:
         start = resolve_weights(init.pipeline, "train.init.pipeline", base_dir, "dir")
     if start is not None:
-        return load_components(start)
+        return store.load_components(start)
     components = build_components(train.size, seed=train.seed)
     zero_motion_outputs(components["unet"])  # fresh temporal layers start as the identity
     if init.base:
         _load_base(components, resolve_weights(init.base, "train.init.base", base_dir, "dir"))
     if init.vae:
-        from diffusers import AutoencoderKL
-
         components["vae"] = AutoencoderKL.from_pretrained(resolve_weights(init.vae, "train.init.vae", base_dir, "dir"))
     if init.image_encoder:
-        from transformers import CLIPVisionModelWithProjection
-
         path = resolve_weights(init.image_encoder, "train.init.image_encoder", base_dir, "dir")
         components["image_encoder"] = CLIPVisionModelWithProjection.from_pretrained(path)
     if not init.vae and not init.base:
@@ -85,8 +63,6 @@ def narrow_posterior(vae, std: float = 0.05) -> None:
     ``std`` whatever the input. At random init it gives about 1, as wide as the latents
     themselves, and with SD's tiny KL weight the encoder needs thousands of steps to shrink it;
     until then the decoder learns to blur, and small figures vanish from the reconstructions."""
-    import math
-
     with torch.no_grad():
         half = vae.config.latent_channels
         vae.quant_conv.weight[half:].zero_()
@@ -95,8 +71,6 @@ def narrow_posterior(vae, std: float = 0.05) -> None:
 
 def load_motion(components: dict, spec: str, base_dir: Path | None) -> None:
     """AnimateDiff motion modules (e.g. mm_sd_v15_v2.ckpt) into the denoiser, keys checked."""
-    from animate_anyone.models.convert import import_motion_modules, load_checkpoint
-
     path = resolve_weights(spec, "train.init.motion", base_dir, "file")
     import_motion_modules(components["unet"], load_checkpoint(path), str(path))
 
@@ -104,10 +78,6 @@ def load_motion(components: dict, spec: str, base_dir: Path | None) -> None:
 def _load_base(components: dict, base: Path) -> None:
     """SD-1.5's UNet into both UNets (the ReferenceNet without its output head), its VAE and, when
     the folder has one, its image encoder."""
-    from diffusers import UNet2DConditionModel
-
-    from animate_anyone.models.convert import check_keys
-
     sd = UNet2DConditionModel.from_pretrained(base / "unet").state_dict()
     for name in ("reference_unet", "unet"):
         target = components[name]
@@ -117,12 +87,8 @@ def _load_base(components: dict, base: Path) -> None:
         check_keys(f"{base / 'unet'} → {name}", state, expected)
         target.load_state_dict(state, strict=False)
     if (base / "vae" / "config.json").is_file():
-        from diffusers import AutoencoderKL
-
         components["vae"] = AutoencoderKL.from_pretrained(base / "vae")
     if (base / "image_encoder" / "config.json").is_file():
-        from transformers import CLIPVisionModelWithProjection
-
         components["image_encoder"] = CLIPVisionModelWithProjection.from_pretrained(base / "image_encoder")
 
 
@@ -142,9 +108,6 @@ def check_size(components: dict, width: int, height: int, where: str) -> None:
 
 def never_trained(reference_unet) -> set[str]:
     """ReferenceNet parameters that get no gradient: nothing downstream of them reaches a bank entry."""
-    from animate_anyone.models.reference_attention import (ReferenceBank, ReferenceWriteProcessor,
-                                                           self_attention_names, set_processors)
-
     probe = ReferenceBank(dtype=None)
     names = self_attention_names(reference_unet)
     set_processors(reference_unet, ReferenceWriteProcessor, probe, names)  # record what the denoiser would read

@@ -3,38 +3,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import subprocess
 from pathlib import Path
 
+import numpy as np
+
+from animate_anyone.files import atomic_path
+from animate_anyone.provenance import code_version, now
+from animate_anyone.tables import failures
 from animate_anyone.tables.io import Dataset
-
-
-def code_version() -> str:
-    """The package version and, in a git checkout, the commit (with '+dirty' for local changes)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        v = version("animate-anyone")
-    except PackageNotFoundError:
-        v = "unknown"
-    repo = Path(__file__).resolve().parents[2]
-    if (repo / ".git").exists():
-        try:
-            commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                    text=True, timeout=10).stdout.strip()
-            dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
-            if commit:
-                v += f"+g{commit}" + (".dirty" if dirty else "")
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return v
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def _ds(job) -> Dataset:
@@ -49,7 +26,7 @@ def _write_run(job, **fields) -> None:
             "run_id": job.run_id, "pipeline": job.pipeline, "stage": job.stage,
             "snapshot_id": job.snapshot.get("snapshot_id"),
             "config": json.dumps({"stage": job.stage_cfg, "train": job.train_cfg}, sort_keys=True),
-            "code_version": code_version(), "started_at": _now(), "steps": job.stage_cfg.get("steps")}
+            "code_version": code_version(), "started_at": now(), "steps": job.stage_cfg.get("steps")}
         row.update(fields)
         ds.write("train_runs", job.run_id, [row])
 
@@ -60,20 +37,16 @@ def run_started(job, start_step: int) -> None:
 
 
 def run_finished(job, step: int, status: str, error: str | None, output) -> None:
-    from animate_anyone.tables import failures
-
-    _write_run(job, final_step=step, status=status, error=error, ended_at=_now(),
+    _write_run(job, final_step=step, status=status, error=error, ended_at=now(),
                output=str(output) if output else None)
     failures.clear(_ds(job), f"train-{job.run_id}")
 
 
 def run_failed(job, exc: BaseException) -> None:
     """The run's row says failed, and the `failures` table gets the reason (stage `train`)."""
-    from animate_anyone.tables import failures
-
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     try:
-        _write_run(job, status="failed", error=message, ended_at=_now())
+        _write_run(job, status="failed", error=message, ended_at=now())
         failures.record(_ds(job), "train", job.run_id, f"{job.pipeline} stage {job.stage}", exc,
                         part=f"train-{job.run_id}")
     except Exception:  # noqa: BLE001 - reporting must not hide the original error
@@ -94,9 +67,6 @@ def loss_curve(metrics: list[dict], out: Path, title: str) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
-    from animate_anyone.files import atomic_path
 
     steps = np.array([m["step"] for m in metrics])
     loss = np.array([m["loss"] for m in metrics], dtype=float)

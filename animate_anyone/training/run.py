@@ -19,6 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from animate_anyone.devices import free_port, has_cuda, resolve_device
 from animate_anyone.errors import PermanentError
 from animate_anyone.ids import sha256_json
 from animate_anyone.models import store
@@ -129,8 +130,8 @@ def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=
     result = Path(job.run_dir) / "result.json"
     result.unlink(missing_ok=True)
     entry = ["-m", "animate_anyone.training.launch", str(job_file), str(result)]
-    port = str(_free_port())
-    if job.train_cfg["device"] == "cpu" or not _has_cuda():
+    port = str(free_port())
+    if job.train_cfg["device"] == "cpu" or not has_cuda():
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                "--master_port", port, *entry]
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // processes)),
@@ -162,21 +163,7 @@ def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=
 
 def train_device(cfg) -> str:
     """Where the pipeline trains: its ``train.device``, ``auto`` meaning a GPU when there is one."""
-    return cfg.train.device if cfg.train.device != "auto" else ("cuda" if _has_cuda() else "cpu")
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return resolve_device(cfg.train.device)
 
 
 def link_final(cfg, stage: int) -> Path:

@@ -10,37 +10,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from animate_anyone.media.frames import frame_scores, to_uint8
+from animate_anyone.media.video import VideoWriter
+from animate_anyone.models import store
+
 
 def _scores(generated: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
-    """(F, 3, H, W) in [0, 1] each → mean PSNR and SSIM over frames."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
-    psnr = peak_signal_noise_ratio(generated, real, data_range=1.0, reduction="none", dim=(1, 2, 3))
-    ssim = structural_similarity_index_measure(generated, real, data_range=1.0, reduction="none")
-    return float(psnr.mean()), float(ssim.mean())
+    """Mean PSNR and SSIM over frames."""
+    scores = frame_scores(generated, real)
+    return float(scores["psnr"].mean()), float(scores["ssim"].mean())
 
 
-def _uint8(x: torch.Tensor) -> np.ndarray:
-    """(F, 3, H, W) in [0, 1] → (F, H, W, 3) uint8."""
-    return (x.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-
-
-def validate(job, model, components: dict, store, clips, stage, step: int) -> dict:
-    from animate_anyone.media.video import VideoWriter
-
+def validate(job, model, components: dict, frames_of, clips, stage, step: int) -> dict:
     H, W = stage.height, stage.width
     scores, still, panels = [], [], []
     device = next(components["unet"].parameters()).device
     pipe = None
     if job.stage > 0:
-        from animate_anyone.pipeline import AnimateAnyonePipeline
-
-        pipe = AnimateAnyonePipeline(**{k: components[k] for k in ("vae", "image_encoder", "feature_extractor",
-                                                                   "reference_unet", "unet", "pose_guider", "scheduler")})
+        pipe = store.pipeline_of(components)
         pipe.set_progress_bar_config(disable=True)
     try:
         for clip in clips:
-            frames, poses = store.get(clip)
+            frames, poses = frames_of.get(clip)
             n = min(stage.val_frames, len(frames))
             real = (frames[:n] / 2 + 0.5).clamp(0, 1)  # (n, 3, H, W)
             if pipe is None:
@@ -50,13 +41,13 @@ def validate(job, model, components: dict, store, clips, stage, step: int) -> di
                     generated = (vae.decode(lat).sample.float().cpu() / 2 + 0.5).clamp(0, 1)
             else:
                 window = min(n, 16)
-                generated = pipe(_uint8(real[:1])[0], poses[:n], height=H, width=W, num_inference_steps=stage.val_steps,
+                generated = pipe(to_uint8(real[:1])[0], poses[:n], height=H, width=W, num_inference_steps=stage.val_steps,
                                  guidance_scale=stage.val_guidance, window=window, overlap=min(4, window - 1),
                                  generator=torch.Generator().manual_seed(0), output_type="pt").frames.cpu()
             # frame 0 is the reference itself: score the frames after it
             scores.append(_scores(generated[1:], real[1:]) if n > 1 else _scores(generated, real))
             still.append(_scores(real[:1].expand_as(real[1:]), real[1:]) if n > 1 else (float("nan"), float("nan")))
-            panels.append(np.concatenate([_uint8(real), _uint8(poses[:n]), _uint8(generated)], axis=2))
+            panels.append(np.concatenate([to_uint8(real), to_uint8(poses[:n]), to_uint8(generated)], axis=2))
     finally:
         if hasattr(model, "install"):
             model.install()  # the pipeline took the processors over for sampling

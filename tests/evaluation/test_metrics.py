@@ -8,7 +8,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from animate_anyone.config import FeatureNet as FeatureNetCfg
+from animate_anyone.config import FeatureNetSpec as FeatureNetCfg
 from animate_anyone.evaluation import metrics
 from animate_anyone.evaluation.pose_fidelity import box_size, frame_pck, moved_frames
 from animate_anyone.pose.backends import FramePoses

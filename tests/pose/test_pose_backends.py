@@ -12,7 +12,7 @@ from onnx_models import marker_pose_model, paint_marker
 
 from animate_anyone import synthetic
 from animate_anyone.config import DWPose, MediaPipePose
-from animate_anyone.pose.backends import DWPoseBackend, ModelError, resolve_model
+from animate_anyone.pose.backends import DWPoseBackend, ModelError, model_file
 from animate_anyone.pose.extract import extract_clip
 
 DETECTORS = {"raw head + NMS here": "yolox_nano_coco.onnx", "NMS inside": "yolox_nano_8xb8-300e_humanart-40f6f0d0.onnx"}
@@ -140,7 +140,7 @@ def test_missing_or_unreachable_models_and_cpu_fallback_are_clear(shared_fixture
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     with pytest.raises(ModelError, match="yzd-v/DWPose.*set pose.dwpose.detector to a local path"):
-        resolve_model("hf://yzd-v/DWPose/yolox_l.onnx", "pose.dwpose.detector")
+        model_file("hf://yzd-v/DWPose/yolox_l.onnx", "pose.dwpose.detector")
     # a hub file already in the local cache is used offline, as users of the hub expect
     from huggingface_hub import constants
 
@@ -150,7 +150,7 @@ def test_missing_or_unreachable_models_and_cpu_fallback_are_clear(shared_fixture
     (snap / "snapshots" / ("0" * 40)).mkdir(parents=True)
     target = snap / "snapshots" / ("0" * 40) / "yolox_l.onnx"
     target.write_bytes((shared_fixtures / "onnx" / "yolox_nano_coco.onnx").read_bytes())
-    assert resolve_model("hf://yzd-v/DWPose/yolox_l.onnx", "pose.dwpose.detector").read_bytes() == target.read_bytes()
+    assert model_file("hf://yzd-v/DWPose/yolox_l.onnx", "pose.dwpose.detector").read_bytes() == target.read_bytes()
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():

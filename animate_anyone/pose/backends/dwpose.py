@@ -10,7 +10,7 @@ import numpy as np
 from animate_anyone.ids import sha256_file
 from animate_anyone.pose.backends.base import BACKEND_VERSIONS, FramePoses, ModelError
 from animate_anyone.pose.layouts import NUM_KEYPOINTS
-from animate_anyone.pose.backends.onnx import _io, open_session, resolve_model
+from animate_anyone.pose.backends.onnx import _io, open_session, model_file
 
 POSE_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 POSE_STD = np.array([58.395, 57.12, 57.375], np.float32)
@@ -157,8 +157,8 @@ class DWPoseBackend:
 
     def __init__(self, cfg, base_dir: Path | None = None):
         self.cfg = cfg
-        self.detector_path = resolve_model(cfg.detector, "pose.dwpose.detector", base_dir)
-        self.pose_path = resolve_model(cfg.pose_model, "pose.dwpose.pose_model", base_dir)
+        self.detector_path = model_file(cfg.detector, "pose.dwpose.detector", base_dir)
+        self.pose_path = model_file(cfg.pose_model, "pose.dwpose.pose_model", base_dir)
         self.detector = YoloxDetector(self.detector_path, cfg.device, cfg.det_threshold, cfg.nms_threshold)
         self.pose = SimCCPoseModel(self.pose_path, cfg.device)
         self.provider = self.pose.session.get_providers()[0]

@@ -3,31 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from animate_anyone.errors import ConfigError
 from animate_anyone.pose.backends.base import ModelError
+from animate_anyone.weights import from_hub, local_path
 
 # --- model files ---------------------------------------------------------------------------------
 
-def resolve_model(spec: str, field_name: str, base_dir: Path | None = None) -> Path:
+def model_file(spec: str, field_name: str, base_dir: Path | None = None) -> Path:
     """A local path (relative to ``base_dir``), or ``hf://OWNER/REPO/FILE`` from the Hugging Face hub
     (its local cache first; a download only when online)."""
     if spec.startswith("hf://"):
-        parts = spec[len("hf://"):].split("/")
-        if len(parts) < 3:
-            raise ConfigError(f"{field_name}: {spec!r} is not hf://OWNER/REPO/FILE")
-        repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
-        try:
-            from huggingface_hub import hf_hub_download
-
-            return Path(hf_hub_download(repo_id=repo, filename=filename))
-        except Exception as exc:  # offline, missing file, no access: all say the same to the user
-            raise ModelError(
-                f"{field_name}: cannot get {filename!r} from the Hugging Face repo {repo!r} "
-                f"(not in the local cache and the hub is unreachable or refused: {type(exc).__name__}: {exc}). "
-                f"Download it where there is internet, or set {field_name} to a local path") from exc
-    path = Path(spec).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
+        return from_hub(spec, field_name, "file", ModelError)
+    path = local_path(spec, base_dir)
     if not path.is_file():
         raise ModelError(f"{field_name}: model file {path} does not exist")
     return path
