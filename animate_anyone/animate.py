@@ -24,12 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
+from animate_anyone.config import Animate, PipelineConfig, Pose
 from animate_anyone.devices import resolve_device
 from animate_anyone.errors import MediaError
 from animate_anyone.files import atomic_path
 from animate_anyone.ids import sha256_file, sha256_json
-from animate_anyone.media.video import VideoWriter, iter_frames, probe
+from animate_anyone.media.video import VideoWriter, iter_frames, mux_audio, probe
+from animate_anyone.pose.backends import load_backend
+from animate_anyone.pose.render import draw_pose, read_clip_poses
+from animate_anyone.pose.retarget import retarget_normalised
 from animate_anyone.reference import AnimateInputError, find_person, fit_image, parse_colour, read_reference
+from animate_anyone.tables import failures
+from animate_anyone.tables.io import DataRoot, Dataset
+from animate_anyone.tables.selection import load_snapshot
 
 __all__ = ["AnimateInputError", "AnimateJob", "AnimateRequest", "find_person", "fit_image", "generate", "parse_colour",
            "plan", "prepare_poses", "read_reference", "run_animate"]
@@ -109,7 +116,6 @@ class PoseSequence:
 def plan(cfg, request: AnimateRequest) -> AnimateJob:
     """Resolve ``request`` against pipeline ``cfg`` (a ``PipelineConfig``); nothing heavy runs,
     and the options are checked before anything is read or loaded."""
-    from animate_anyone.tables.io import DataRoot, Dataset
 
     a, r = cfg.animate, request
     root = DataRoot.from_uri(cfg.data_root)
@@ -171,8 +177,6 @@ def resolve_sources(ds, reference: str | None, pose: str | None,
     ``base``."""
     import PIL.Image
 
-    from animate_anyone.tables.selection import load_snapshot
-
     base = base or Path.cwd()
 
     def as_file(value: str | None) -> str | None:
@@ -216,9 +220,6 @@ def is_pose_video(pose: str) -> bool:
 
 def prepare_poses(job: AnimateJob, dest: Path | None = None) -> Path:
     """Check the reference and the pose source, and save the poses as an ``.npz`` hand-off."""
-    from animate_anyone.config import Pose
-    from animate_anyone.pose.backends import load_backend
-    from animate_anyone.tables.io import DataRoot
 
     ref, _ = read_reference(Path(job.reference), job.background)  # RGB whatever the file's mode
     cfg = dict(job.pose_cfg)
@@ -268,8 +269,6 @@ def clip_keypoints(root, clip_id: str, frames: int | None, reference_pose=None,
                    reference_size: tuple[int, int] | None = None):
     """A clip's main person per frame, [0, 1] coordinates of the drawing canvas; with
     ``reference_pose``, retargeted onto it and on the reference's canvas (``reference_size``)."""
-    from animate_anyone.pose.render import read_clip_poses
-    from animate_anyone.pose.retarget import retarget_normalised
 
     clip, people = read_clip_poses(root, clip_id)
     n = min(clip["num_frames"], frames or clip["num_frames"])
@@ -290,7 +289,6 @@ def clip_keypoints(root, clip_id: str, frames: int | None, reference_pose=None,
 
 def load_poses(path: Path, frames: int | None = None) -> PoseSequence:
     """Draw the poses of a hand-off file (keypoints drawn here, at the point of use)."""
-    from animate_anyone.pose.render import draw_pose
 
     data = np.load(path, allow_pickle=False)
     fps = Fraction(float(data["fps"])).limit_denominator(1001)
@@ -383,7 +381,6 @@ def generate(job: AnimateJob, poses: Path, progress=None, grid: bool = True) -> 
         poses_small = (np.asarray(PIL.Image.fromarray(p).resize((w, h), PIL.Image.BILINEAR)) for p in seq.frames)
         write_video(grid_path, (np.concatenate([ref, p, r], axis=1) for p, r in zip(poses_small, result)), seq.fps)
     if job.audio_from is not None:
-        from animate_anyone.media.video import mux_audio
 
         mux_audio(out, Path(job.audio_from))
     return {"out": str(out), "grid": str(grid_path) if grid_path else None, "frames": len(result), "width": w,
@@ -391,10 +388,24 @@ def generate(job: AnimateJob, poses: Path, progress=None, grid: bool = True) -> 
             "generate_s": round(generate_s, 3), "total_s": round(time.perf_counter() - started, 3)}
 
 
-def run_animate(cfg, request: AnimateRequest, progress=None) -> dict:
-    """The whole use case in this process: plan, prepare the poses, generate."""
-    job = plan(cfg, request)
-    return generate(job, prepare_poses(job), progress)
+def run_animate(cfg: PipelineConfig, request: AnimateRequest, progress=None) -> dict:
+    """The whole use case in this process: plan, prepare the poses, generate. Bad input is
+    recorded in ``failures`` (``record_failure``) before it is raised."""
+    try:
+        job = plan(cfg, request)
+        return generate(job, prepare_poses(job), progress)
+    except AnimateInputError as exc:
+        record_failure(cfg, request, exc)
+        raise
+
+
+def record_failure(cfg: PipelineConfig, request: AnimateRequest, exc: AnimateInputError) -> None:
+    """The ``failures`` row of a request that could not be animated (one per reference and pose;
+    the command line and the flow record the same)."""
+    reference, pose = request.reference or cfg.animate.reference, request.pose or cfg.animate.pose
+    item = f"{Path(str(reference)).stem}:{Path(str(pose)).stem}"
+    failures.record(Dataset(DataRoot.from_uri(cfg.data_root), cfg.dataset), "animate", item, f"{reference} + {pose}",
+                    exc, part="animate-" + sha256_json([str(reference), str(pose)])[:16])
 
 
 def animate(model: Path, reference: Path, pose: str, out: Path, *, pose_cfg=None, root=None, grid: bool = True,
@@ -403,8 +414,6 @@ def animate(model: Path, reference: Path, pose: str, out: Path, *, pose_cfg=None
     :func:`run_animate`. ``options`` are :class:`AnimateRequest` fields, plus ``window``,
     ``overlap`` and ``dtype`` (the pipeline's ``animate`` settings)."""
     import tempfile
-
-    from animate_anyone.config import Animate, PipelineConfig, Pose
 
     settings = {k: options.pop(k) for k in ("window", "overlap", "dtype") if k in options}
     if options.get("audio_from") is not None:
@@ -418,8 +427,6 @@ def animate(model: Path, reference: Path, pose: str, out: Path, *, pose_cfg=None
 
 def _clip_content(job: AnimateJob) -> str:
     """A clip's identity for caches: its file's sha256 and its pose rows."""
-    from animate_anyone.pose.render import read_clip_poses
-    from animate_anyone.tables.io import DataRoot
 
     clip, people = read_clip_poses(DataRoot.from_uri(job.data_root), job.pose)
     return f"{clip['sha256']}:{len(people)}"

@@ -1,7 +1,7 @@
 """`AnimateAnyonePipeline`: a reference image and a pose sequence of any length → video frames.
 
 Animate Anyone (arXiv 2311.17117) with the reference implementation's inference choices
-(Moore-AnimateAnyone; DESIGN.md §4), on diffusers parts:
+(Moore-AnimateAnyone; docs/design.md §4), on diffusers parts:
 ReferenceNet once per video → reference tokens; pose guider per frame → added after the
 denoiser's `conv_in`; DDIM with the training schedule; classifier-free guidance whose
 unconditional branch has a zero CLIP embedding and no reference tokens but keeps the pose;
@@ -23,8 +23,12 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from animate_anyone.errors import PermanentError
 from animate_anyone.models import store
+from animate_anyone.models.convert import moore_components
 from animate_anyone.models.denoiser import AnimateModel
+from animate_anyone.models.pose_guider import PoseGuider
 from animate_anyone.models.reference_attention import ReferenceBank
+from animate_anyone.models.sizes import build_components
+from animate_anyone.models.unets import ReferenceNet, VideoUNet
 
 FAMILY = "animate-anyone"  # what the model store records in the folders this pipeline saves
 COMPONENTS = ("vae", "image_encoder", "feature_extractor", "reference_unet", "unet", "pose_guider", "scheduler")
@@ -279,9 +283,6 @@ def component_classes() -> dict:
     from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-    from animate_anyone.models.pose_guider import PoseGuider
-    from animate_anyone.models.unets import ReferenceNet, VideoUNet
-
     return {"vae": AutoencoderKL, "image_encoder": CLIPVisionModelWithProjection,
             "feature_extractor": CLIPImageProcessor, "reference_unet": ReferenceNet, "unet": VideoUNet,
             "pose_guider": PoseGuider, "scheduler": DDIMScheduler}
@@ -309,7 +310,6 @@ def model_fingerprint(path: Path) -> str:
 
 def create_model(out: Path, size: str = "tiny", seed: int = 0) -> Path:
     """A randomly initialised pipeline folder of `size` (tiny: a few MB; full: SD-1.5 shapes)."""
-    from animate_anyone.models.sizes import build_components
 
     pipe = AnimateAnyonePipeline(**build_components(size, seed=seed))
     return save_animate_pipeline(pipe, Path(out), source={"created": f"random {size}", "seed": seed})
@@ -330,7 +330,6 @@ def convert_moore(moore_dir: Path | None, base: Path | None, out: Path, motion: 
                   dtype: torch.dtype = torch.float32) -> dict:
     """Moore-AnimateAnyone weights (+ optionally AnimateDiff motion modules) → a pipeline folder
     (every key checked: see ``models.convert``)."""
-    from animate_anyone.models.convert import moore_components
 
     components, info = moore_components(moore_dir, base, motion, vae, image_encoder, dtype)
     save_animate_pipeline(AnimateAnyonePipeline(**components), Path(out), source=info.pop("source"))

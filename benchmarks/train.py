@@ -43,6 +43,7 @@ def follow(model: Path, data_root: Path, pipeline: str = "demo", clips: int = 4,
            steps: int = 20, guidance: float = 1.0, moved: float = 0.05) -> dict:
     import torch
 
+    from animate_anyone.clipstore import ClipStore, snapshot_clips
     from animate_anyone.config import load_config
     from animate_anyone.evaluation.pose_fidelity import detect_enlarged
     from animate_anyone.evaluation.scoring import driving_pixels
@@ -50,7 +51,6 @@ def follow(model: Path, data_root: Path, pipeline: str = "demo", clips: int = 4,
     from animate_anyone.pose.backends import load_backend
     from animate_anyone.tables.io import Dataset
     from animate_anyone.tables.selection import load_snapshot
-    from animate_anyone.clipstore import ClipStore, snapshot_clips
 
     cfg = load_config(pipeline, data_root=str(data_root))
     ds = Dataset.of(cfg)

@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger, task
-from pydantic import Field
 from prefect.concurrency.sync import concurrency
+from pydantic import Field
 
 from animate_anyone import animate as lib
 from animate_anyone.config import PipelineConfig
 from animate_anyone.devices import resolve_device
 from animate_anyone.ids import sha256_json
 from animate_anyone.pipeline import model_fingerprint
-from animate_anyone.tables import failures
-from animate_anyone.tables.io import DataRoot, Dataset
+from animate_anyone.tables.io import DataRoot
 from flows.common import GPU_LIMIT, cached_task_options, ensure_gpu_limit, resolve_config
 from flows.notify import on_run_failure, send
 
@@ -82,9 +81,7 @@ def animate_flow(pipeline: str | None = None, config: str | None = None, cfg: Pi
     except lib.AnimateInputError as exc:
         reference, pose = req.reference or cfg.animate.reference, req.pose or cfg.animate.pose
         logger.error("FAILED animate %s: %s", pose, exc.message)
-        item = f"{Path(str(reference)).stem}:{Path(str(pose)).stem}"
-        failures.record(Dataset(root, cfg.dataset), "animate", item, f"{reference} + {pose}", exc,
-                        part="animate-" + sha256_json([str(reference), str(pose)])[:16])
+        lib.record_failure(cfg, req, exc)
         send(cfg, "animate", cfg.name, [{"stage": "animate", "item": f"{reference} + {pose}", "error": exc.message}])
         return {"status": "failed", "error": exc.message, "reason": exc.reason}
     for note in result.get("notes", []):

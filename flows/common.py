@@ -46,7 +46,7 @@ def cached_task_options(root: DataRoot, refresh: bool = False) -> dict:
     ``refresh`` recomputes every step and overwrites its cache entry (after deleting files by hand).
     """
     name = "animate-anyone-results-" + sha256_json(str(root.path))[:12]
-    LocalFileSystem(basepath=str(root.path / ".prefect" / "results")).save(name, overwrite=True)
+    LocalFileSystem(basepath=str(root.results_dir)).save(name, overwrite=True)
     return {"persist_result": True, "result_storage": f"local-file-system/{name}", "refresh_cache": refresh}
 
 

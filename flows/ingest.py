@@ -106,7 +106,7 @@ def ingest(pipeline: str | None = None, config: str | None = None, cfg: Pipeline
     items = list(sources) if sources else stages.pipeline_sources(cfg, Path(cfg.base_dir) if cfg.base_dir else None)
     puppets = cfg.sources.puppets if not sources else None
     if puppets:
-        folder = root.path / "media" / "puppets"
+        folder = root.puppets_dir
         spec = puppets.model_dump(exclude={"shots"})
         names = puppets_task.with_options(**cached_task_options(root, refresh))(str(folder), spec)
         puppet_cfg = cfg.ingest.model_copy(update={"shots": puppets.shots}) if puppets.shots else cfg.ingest

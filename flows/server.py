@@ -8,8 +8,8 @@ Used only when ``PREFECT_API_URL`` is not set (a configured server is always pre
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import ctypes
+import importlib.util
 import os
 import signal
 import socket

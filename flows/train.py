@@ -12,14 +12,12 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact
-from prefect.concurrency.sync import concurrency
 
 from animate_anyone.config import PipelineConfig
-from animate_anyone.tables.io import DataRoot, Dataset
-from animate_anyone.tables.selection import load_snapshot
+from animate_anyone.tables.io import DataRoot
 from animate_anyone.training import run as lib
 from animate_anyone.training.loop import StageJob
-from flows.common import GPU_LIMIT, artifact_key, cached_task_options, ensure_gpu_limit, resolve_config
+from flows.common import artifact_key, cached_task_options, gpu_slot, resolve_config, use_gpu_slot
 from flows.notify import on_run_failure
 
 
@@ -45,14 +43,11 @@ def stage_task(job: str, processes: int, accelerate_config: str | None, gpu: boo
     logger = get_run_logger()
     stage_job = StageJob.from_json(job)
     args = (stage_job, processes, accelerate_config, _log_progress(logger), logger.info)
-    if gpu:
-        with concurrency(GPU_LIMIT, occupy=1, strict=True):
-            return lib.run_stage_job(*args)
-    return lib.run_stage_job(*args)
+    with gpu_slot(gpu):
+        return lib.run_stage_job(*args)
 
 
-def _artifacts(summary: dict) -> None:
-    run_dir = Path(summary.get("output", "")).parent.parent / "checkpoints" / summary["run_id"]
+def _artifacts(summary: dict, run_dir: Path) -> None:
     lines = [f"# stage {summary['stage']}: {summary['run_id']}", "",
              f"- steps: {summary['step']}", f"- model: `{summary['output']}`"]
     if summary.get("val_psnr") is not None:
@@ -74,19 +69,16 @@ def train_flow(pipeline: str | None = None, config: str | None = None, cfg: Pipe
     """Train the pipeline's configured stages in order on a selection snapshot."""
     logger = get_run_logger()
     cfg = resolve_config(cfg, pipeline, config, data_root=data_root)
-    stages = lib.parse_stages(stage, cfg)
-    snap = load_snapshot(Dataset.of(cfg), snapshot or cfg.train.snapshot)
-    device = lib.train_device(cfg)
-    gpu = cfg.train.use_gpu_slot if cfg.train.use_gpu_slot is not None else device.startswith("cuda")
-    if gpu:
-        ensure_gpu_limit(cfg.gpu_slots)
-    opts = cached_task_options(DataRoot.from_uri(cfg.data_root), refresh)
+    plan = lib.plan_training(cfg, stage, snapshot, resume, max_steps)
+    snap = plan.snapshot
+    gpu = use_gpu_slot(cfg, cfg.train.use_gpu_slot, lib.train_device(cfg).startswith("cuda"))
+    root = DataRoot.from_uri(cfg.data_root)
+    opts = cached_task_options(root, refresh)
     results = []
-    for k in stages:
-        job = lib.plan_stage(cfg, k, snap, max_steps, resume)
+    for k in plan.stages:
+        job = lib.stage_job(cfg, plan, k)
         logger.info("stage %d: run %s on snapshot %s (%d clips)", k, job.run_id, snap["snapshot_id"], snap["num_clips"])
         summary = stage_task.with_options(**opts)(job.to_json(), cfg.train.processes, cfg.train.accelerate_config, gpu)
-        _artifacts(summary)
+        _artifacts(summary, Path(job.run_dir))
         results.append(summary)
-    link = lib.link_final(cfg, stages[-1]) if stages[-1] == max(cfg.train.stages()) else None
-    return {"snapshot_id": snap["snapshot_id"], "stages": results, "model": str(link or results[-1]["output"])}
+    return lib.finish_training(cfg, plan, results)

@@ -97,8 +97,8 @@ def test_rgba_and_greyscale_references_are_converted_and_said(tmp_path):
 
 
 def test_model_fingerprint_reads_no_weights_and_sees_a_changed_layout(tmp_path):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     folder = tmp_path / "m"
     (folder / "unet").mkdir(parents=True)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from animate_anyone import synthetic
 from animate_anyone.cli import app
 from animate_anyone.media.video import probe
-from animate_anyone.tables import DataRoot, query, write_part, refresh_catalog
+from animate_anyone.tables import DataRoot, query, refresh_catalog, write_part
 from animate_anyone.tables.io import Dataset
 from animate_anyone.tables.selection import load_snapshot
 

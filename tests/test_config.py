@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from animate_anyone.config import load_file, load_config
+from animate_anyone.config import load_config, load_file
 from animate_anyone.errors import ConfigError
 
 

@@ -9,9 +9,8 @@ The configuration is loaded and checked before anything starts. Flows run agains
 starts and that dies with it (``flows/server.py``). Prefect is imported only by the subcommands
 that run flows, so ``query``, ``puppets`` and the library work without an orchestrator.
 """
-from animate_anyone.cli.app import NATIVE_LINE, app, main
-
 # the commands, in the order `--help` lists them (each module registers its own on ``app``)
 from animate_anyone.cli import data, models, ops  # noqa: E402,F401
+from animate_anyone.cli.app import NATIVE_LINE, app, main
 
 __all__ = ["NATIVE_LINE", "app", "main"]

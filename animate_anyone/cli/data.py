@@ -7,7 +7,17 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from animate_anyone.cli.app import EXIT_BAD_INPUT, EXIT_ITEMS_FAILED, _config, _fail, _start_prefect, _with_source_bar, app, err, out
+from animate_anyone.cli.app import (
+    EXIT_BAD_INPUT,
+    EXIT_ITEMS_FAILED,
+    _config,
+    _fail,
+    _start_prefect,
+    _with_source_bar,
+    app,
+    err,
+    out,
+)
 from animate_anyone.cli.show import _print_evaluation, _print_train
 from animate_anyone.errors import AnimateAnyoneError
 
@@ -35,8 +45,8 @@ def run(
     """Run the main job: every stage of PIPELINE (default `demo`), end to end, as a Prefect flow."""
     cfg = _config(pipeline, config, data_root=data_root)
     _start_prefect()
-    from flows.pipeline import run_pipeline
     from animate_anyone.training.loop import TrainingStopped
+    from flows.pipeline import run_pipeline
 
     try:
         result = _with_source_bar(run_pipeline, cfg=cfg, max_train_steps=max_train_steps)

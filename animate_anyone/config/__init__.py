@@ -13,12 +13,25 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from animate_anyone.errors import ConfigError
 from animate_anyone.config.base import NAME_PATTERN, _Strict
-from animate_anyone.config.data import (DETECTORS, Clips, Download, DWPose, Ingest, MediaPipePose, Pose, PuppetSource, Retries,
-                                        Select, ShotDetection, Sources, check_detector_params)
+from animate_anyone.config.data import (
+    DETECTORS,
+    Clips,
+    Download,
+    DWPose,
+    Ingest,
+    MediaPipePose,
+    Pose,
+    PuppetSource,
+    Retries,
+    Select,
+    ShotDetection,
+    Sources,
+    check_detector_params,
+)
 from animate_anyone.config.deploy import DEPLOYABLE_FLOWS, Deploy, FlowDeployment, Runner
 from animate_anyone.config.models import Animate, Evaluate, FeatureNetSpec, Train, TrainInit, TrainStage
+from animate_anyone.errors import ConfigError
 
 __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG", "DETECTORS", "DEPLOYABLE_FLOWS", "MAX_CONFIG_BYTES", "NAME_PATTERN", "Animate", "Clips",
            "DWPose", "Deploy", "Download", "Evaluate", "FeatureNetSpec", "FlowDeployment", "Ingest", "MediaPipePose",

@@ -1,9 +1,7 @@
 """What every section shares: strict, frozen models and the plain-name pattern."""
 from __future__ import annotations
 
-
 from pydantic import BaseModel, ConfigDict
-
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"  # a folder name: no separator, never `.`, `..` or hidden
 

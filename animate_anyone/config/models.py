@@ -38,7 +38,7 @@ Precision = Literal["no", "bf16", "fp16"]
 
 
 class TrainStage(_Strict):
-    """One training stage (DESIGN.md §4). Sizes are the training frames' (width, height)."""
+    """One training stage (docs/design.md §4). Sizes are the training frames' (width, height)."""
 
     steps: int = Field(1000, ge=1, le=10_000_000)
     lr: float = Field(1e-5, gt=0.0, le=1.0)

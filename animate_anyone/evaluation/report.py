@@ -18,7 +18,6 @@ from animate_anyone.media.video import VideoWriter, iter_frames
 from animate_anyone.tables.catalog import query
 
 
-
 def bench_table(root, bench: str) -> list[dict]:
     """One row per evaluation of ``bench``: its run's fields and each metric's mean over clips."""
     rows = query(root, """

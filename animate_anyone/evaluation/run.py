@@ -22,8 +22,17 @@ from animate_anyone.config import PipelineConfig
 from animate_anyone.devices import resolve_device
 from animate_anyone.errors import AnimateAnyoneError
 from animate_anyone.evaluation import report, results
-from animate_anyone.evaluation.bench import (Bench, Candidate, EvalInputError, baseline_candidates, candidates,
-                                             eval_id_of, export_checkpoint, prepare, run_checkpoints)
+from animate_anyone.evaluation.bench import (
+    Bench,
+    Candidate,
+    EvalInputError,
+    baseline_candidates,
+    candidates,
+    eval_id_of,
+    export_checkpoint,
+    prepare,
+    run_checkpoints,
+)
 from animate_anyone.evaluation.scoring import Scorers, frechet, generate_clip, make_scorers, score_clip
 from animate_anyone.files import remove_tree
 from animate_anyone.models import store

@@ -18,8 +18,8 @@ from typing import Callable
 
 from animate_anyone.config import Clips
 from animate_anyone.errors import MediaError
-from animate_anyone.ingest.shots import Shots
 from animate_anyone.ids import sha256_file
+from animate_anyone.ingest.shots import Shots
 from animate_anyone.media.video import VideoInfo, VideoWriter, constant_rate, iter_frames_from, probe
 
 CLIPS_VERSION = "1"

@@ -24,9 +24,9 @@ from typing import Any
 import yt_dlp
 
 from animate_anyone.config import Clips, Download
+from animate_anyone.errors import AnimateAnyoneError, DownloadError, MediaError, PermanentError, TransientDownloadError
 from animate_anyone.files import atomic_path, write_json
 from animate_anyone.ids import sha256_file
-from animate_anyone.errors import AnimateAnyoneError, DownloadError, MediaError, PermanentError, TransientDownloadError
 from animate_anyone.ingest.clips import check_video
 from animate_anyone.media.video import ffmpeg_exe
 

@@ -11,7 +11,15 @@ from pathlib import Path
 from animate_anyone.config import Ingest, PipelineConfig
 from animate_anyone.errors import AnimateAnyoneError, PermanentError
 from animate_anyone.ids import sha256_json
-from animate_anyone.ingest.clips import CutClip, ShotDecision, assign_split, check_video, cut_clips, plan_clips, shot_params_json
+from animate_anyone.ingest.clips import (
+    CutClip,
+    ShotDecision,
+    assign_split,
+    check_video,
+    cut_clips,
+    plan_clips,
+    shot_params_json,
+)
 from animate_anyone.ingest.download import Fetched, fetch, parse_source
 from animate_anyone.ingest.shots import Shots, auto_step, detect_shots
 from animate_anyone.media.video import VideoInfo

@@ -14,6 +14,9 @@ from pathlib import Path
 import torch
 
 from animate_anyone.errors import PermanentError
+from animate_anyone.models.pose_guider import PoseGuider
+from animate_anyone.models.sizes import MOTION, POSE_GUIDER, SCHEDULER, feature_extractor, video_unet_config
+from animate_anyone.models.unets import ReferenceNet, VideoUNet
 
 MOORE_FILES = ("reference_unet.pth", "denoising_unet.pth", "pose_guider.pth", "motion_module.pth")
 
@@ -147,10 +150,6 @@ def moore_components(moore_dir: Path | None, base: Path | None, motion: Path | N
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
-
-    from animate_anyone.models.pose_guider import PoseGuider
-    from animate_anyone.models.sizes import MOTION, POSE_GUIDER, SCHEDULER, feature_extractor, video_unet_config
-    from animate_anyone.models.unets import ReferenceNet, VideoUNet
 
     # 1. Find every input before reading any, so a missing one fails fast.
     moore_dir = Path(moore_dir) if moore_dir else None

@@ -9,6 +9,9 @@ from typing import Literal
 
 import torch
 
+from animate_anyone.models.pose_guider import PoseGuider
+from animate_anyone.models.unets import ReferenceNet, VideoUNet
+
 Size = Literal["tiny", "puppet", "full"]
 SIZES = ("tiny", "puppet", "full")
 
@@ -63,7 +66,7 @@ POSE_GUIDER = dict(block_out_channels=(16, 32, 96, 256), out_channels=320)
 TINY_POSE_GUIDER = dict(block_out_channels=(4, 8, 16, 16), out_channels=32)
 PUPPET_POSE_GUIDER = dict(block_out_channels=(16, 32, 32), out_channels=32)  # ×4 down, like its VAE
 
-# The training schedule (DESIGN.md §4): DDIM, scaled_linear 0.00085→0.012, zero terminal SNR,
+# The training schedule (docs/design.md §4): DDIM, scaled_linear 0.00085→0.012, zero terminal SNR,
 # v-prediction, trailing spacing.
 SCHEDULER = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -103,9 +106,6 @@ def build_components(size: Size = "tiny", seed: int = 0, dtype: torch.dtype = to
     """Randomly initialised components of `size` (the pose guider's output starts at zero)."""
     from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    from animate_anyone.models.pose_guider import PoseGuider
-    from animate_anyone.models.unets import ReferenceNet, VideoUNet
 
     torch.manual_seed(seed)
     unet2d = unet2d_config(size)

@@ -37,6 +37,7 @@ from typing import Callable
 from animate_anyone.errors import PermanentError
 from animate_anyone.files import check_name, remove_tree, replace_dir, temp_name
 from animate_anyone.provenance import now
+from animate_anyone.tables.io import DataRoot
 
 INDEX = "model_index.json"
 MANIFEST = "manifest.json"
@@ -197,7 +198,7 @@ class ModelStore:
     """``DATA_ROOT/models``: where named, trained and baseline models live."""
 
     def __init__(self, data_root: Path | str):
-        self.dir = Path(data_root) / "models"
+        self.dir = DataRoot.from_uri(data_root).models_dir
 
     def path(self, name: str) -> Path:
         """``models/NAME`` (a plain name: see the module's notes)."""

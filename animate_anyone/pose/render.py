@@ -1,6 +1,6 @@
 """Pose images as the reference implementations draw them (OpenPose colours, DWPose layout).
 
-What the drawing is (DESIGN.md §3): OpenPose-18 body with 17 coloured limbs (ellipses of half
+What the drawing is (docs/design.md §3): OpenPose-18 body with 17 coloured limbs (ellipses of half
 width ``stick_width``) dimmed to 60 %, then 18 coloured joints of radius 4; each hand as 20
 HSV-coloured edges (width 2) and blue joints; the face as 68 white dots; feet not drawn. Points
 scored below 0.3 are hidden. Colours are RGB. ``weighted`` scales each colour by confidence
@@ -15,7 +15,10 @@ import math
 import cv2
 import numpy as np
 
+from animate_anyone.errors import PermanentError
+from animate_anyone.media.video import VideoWriter, iter_frames
 from animate_anyone.pose.layouts import FACE_SLICE, LEFT_HAND_SLICE, RIGHT_HAND_SLICE, VISIBLE, to_openpose18
+from animate_anyone.tables.io import read_table
 
 # OpenPose-18 limbs (pairs of OpenPose indices); the last two (shoulder to ear) are not drawn.
 LIMBS = [(1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
@@ -100,8 +103,6 @@ def _draw_hand(canvas, points, scores, weighted, threshold) -> None:
 
 def read_clip_poses(root, clip_id: str) -> tuple[dict, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """A clip's ``clips`` row and its people per frame: ``{frame_idx: (keypoints [P,133,2], scores [P,133])}``."""
-    from animate_anyone.errors import PermanentError
-    from animate_anyone.tables.io import read_table
 
     found = read_table(root, "clips", where={"clip_id": clip_id}).to_pylist()
     if not found:
@@ -127,8 +128,6 @@ def read_clip_poses(root, clip_id: str) -> tuple[dict, dict[int, tuple[np.ndarra
 def render_clip(root, clip_id: str, out, overlay: bool = False, size: tuple[int, int] | None = None, **draw) -> dict:
     """Write clip ``clip_id``'s pose video (or the skeleton over its frames) to ``out`` (mp4, atomic)."""
     from pathlib import Path
-
-    from animate_anyone.media.video import VideoWriter, iter_frames
 
     clip, people = read_clip_poses(root, clip_id)
     width, height = size or (clip["width"], clip["height"])

@@ -12,13 +12,37 @@ the pelvis) and mapped to pixels by a per-shot camera (scale and offset).
 """
 from __future__ import annotations
 
-from animate_anyone.synthetic.characters import (CLOTH_COLOURS, HAIR_COLOURS, HAIR_STYLES, LEG_WEAR, MOVES, SKIN_TONES,
-                                                 Character, make_character)
-from animate_anyone.synthetic.drawing import (STAMP_BITS, draw_background, draw_character, read_frame_index,
-                                              stamp_frame_index, stamp_layout)
+from animate_anyone.synthetic.characters import (
+                                                 CLOTH_COLOURS,
+                                                 HAIR_COLOURS,
+                                                 HAIR_STYLES,
+                                                 LEG_WEAR,
+                                                 MOVES,
+                                                 SKIN_TONES,
+                                                 Character,
+                                                 make_character,
+)
+from animate_anyone.synthetic.drawing import (
+                                                 STAMP_BITS,
+                                                 draw_background,
+                                                 draw_character,
+                                                 read_frame_index,
+                                                 stamp_frame_index,
+                                                 stamp_layout,
+)
 from animate_anyone.synthetic.motion import PoseParams, dance, skeleton
-from animate_anyone.synthetic.world import (FPS, Camera, ShotSpec, VideoSpec, generate_world, load_truth, plan_video,
-                                            render_frames, to_pixels, write_video)
+from animate_anyone.synthetic.world import (
+                                                 FPS,
+                                                 Camera,
+                                                 ShotSpec,
+                                                 VideoSpec,
+                                                 generate_world,
+                                                 load_truth,
+                                                 plan_video,
+                                                 render_frames,
+                                                 to_pixels,
+                                                 write_video,
+)
 
 __all__ = ["CLOTH_COLOURS", "FPS", "HAIR_COLOURS", "HAIR_STYLES", "LEG_WEAR", "MOVES", "SKIN_TONES", "STAMP_BITS",
            "Camera", "Character", "PoseParams", "ShotSpec", "VideoSpec", "dance", "draw_background", "draw_character",

@@ -13,7 +13,6 @@ from animate_anyone.synthetic.characters import MOVES, Character, make_character
 from animate_anyone.synthetic.drawing import Camera, draw_background, draw_character, stamp_frame_index, stamp_layout
 from animate_anyone.synthetic.motion import dance, skeleton
 
-
 FPS = 30
 
 

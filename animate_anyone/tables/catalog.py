@@ -27,11 +27,10 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from animate_anyone.errors import PermanentError
 from animate_anyone.files import atomic_path, data_root_lock
-from animate_anyone.tables.io import DataRoot
+from animate_anyone.tables.io import DataRoot, table_dataset
 from animate_anyone.tables.schemas import SCHEMAS
 
 QUERY_STATEMENTS = {"SELECT", "EXPLAIN"}
@@ -95,17 +94,6 @@ def _size(value, flag: str) -> str:
 
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def table_dataset(root: DataRoot, table: str) -> pads.Dataset | pa.Table:
-    """All datasets of ``table`` as one Arrow dataset (the ``dataset`` column from the partition)."""
-    folder = root.tables_dir / table
-    files = sorted(str(p) for p in folder.glob("dataset=*/*.parquet"))
-    schema = SCHEMAS[table].append(pa.field("dataset", pa.string()))
-    if not files:
-        return schema.empty_table()
-    part = pads.partitioning(pa.schema([("dataset", pa.string())]), flavor="hive")
-    return pads.dataset(files, schema=schema, format="parquet", partitioning=part, partition_base_dir=str(folder))
 
 
 def sandbox(root: DataRoot, limits: QueryLimits | None = None, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:

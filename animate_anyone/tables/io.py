@@ -89,6 +89,16 @@ class DataRoot:
     def evaluations_dir(self) -> Path:
         return self.path / "evaluations"
 
+    @property
+    def puppets_dir(self) -> Path:
+        """Where the puppet world's videos are generated for the ``puppets`` source."""
+        return self.media_dir / "puppets"
+
+    @property
+    def results_dir(self) -> Path:
+        """Prefect's persisted task results for this data root (they live and die with the data)."""
+        return self.path / ".prefect" / "results"
+
     def part_path(self, table: str, dataset: str, part: str) -> Path:
         return self.tables_dir / table / f"dataset={dataset}" / f"{part}.parquet"
 
@@ -173,6 +183,19 @@ def read_part(root: DataRoot, table: str, dataset: str, part: str) -> list[dict]
     return pq.read_table(path).to_pylist() if path.exists() else []
 
 
+def table_dataset(root: DataRoot, table: str, dataset: str | None = None) -> pads.Dataset | pa.Table:
+    """The parts of ``table`` (one dataset or all) as one Arrow dataset whose ``dataset`` column
+    comes from the hive partition; an empty table of the schema when there is no part yet."""
+    base = root.tables_dir / table
+    pattern = f"dataset={dataset}/*.parquet" if dataset else "dataset=*/*.parquet"
+    files = sorted(str(f) for f in base.glob(pattern))
+    schema = SCHEMAS[table].append(pa.field("dataset", pa.string()))
+    if not files:
+        return schema.empty_table()
+    part = pads.partitioning(pa.schema([("dataset", pa.string())]), flavor="hive")
+    return pads.dataset(files, schema=schema, format="parquet", partitioning=part, partition_base_dir=str(base))
+
+
 def read_table(root: DataRoot, table: str, dataset: str | None = None, where: dict | None = None,
                columns: list[str] | None = None) -> pa.Table:
     """Rows of ``table`` (one dataset or all), with a ``dataset`` column.
@@ -180,15 +203,9 @@ def read_table(root: DataRoot, table: str, dataset: str | None = None, where: di
     ``where`` ({column: value or list of values}) is pushed into the Parquet scan: row groups
     whose statistics exclude the values are skipped, so one clip's poses cost that clip's rows.
     """
-    base = root.tables_dir / table
-    pattern = f"dataset={dataset}/*.parquet" if dataset else "dataset=*/*.parquet"
-    files = sorted(str(f) for f in base.glob(pattern))
-    schema = SCHEMAS[table].append(pa.field("dataset", pa.string()))
-    if not files:
-        empty = schema.empty_table()
-        return empty.select(columns + ["dataset"]) if columns else empty
-    part = pads.partitioning(pa.schema([("dataset", pa.string())]), flavor="hive")
-    data = pads.dataset(files, schema=schema, format="parquet", partitioning=part, partition_base_dir=str(base))
+    data = table_dataset(root, table, dataset)
+    if isinstance(data, pa.Table):  # no part yet
+        return data.select(columns + ["dataset"]) if columns else data
     expr = None
     for col, value in (where or {}).items():
         values = value if isinstance(value, (list, tuple, set)) else [value]

@@ -1,4 +1,4 @@
-"""Arrow schemas of the tables (DESIGN.md §3). The ``dataset`` column comes from the partition."""
+"""Arrow schemas of the tables (docs/design.md §3). The ``dataset`` column comes from the partition."""
 from __future__ import annotations
 
 import pyarrow as pa
@@ -102,7 +102,7 @@ SCHEMAS: dict[str, pa.Schema] = {"sources": SOURCES, "shots": SHOTS, "clips": CL
                                  "train_runs": TRAIN_RUNS, "train_metrics": TRAIN_METRICS,
                                  "eval_runs": EVAL_RUNS, "eval_results": EVAL_RESULTS}
 
-# Parquet settings per table (DESIGN.md §3, measured in benchmarks/pose_tables.py): float lists
+# Parquet settings per table (docs/design.md §3, measured in benchmarks/pose_tables.py): float lists
 # without dictionary encoding and with byte-stream split; row groups of 64 Ki rows.
 ROW_GROUP_ROWS = 65536
 WRITE_OPTIONS: dict[str, dict] = {

@@ -51,7 +51,7 @@ def _stamp(path: Path) -> list[int] | None:
 
 
 def snapshots_dir(ds: Dataset) -> Path:
-    return ds.root.path / "snapshots" / ds.name
+    return ds.root.snapshots_dir / ds.name
 
 
 def select_clips(ds: Dataset, where: str, splits: list[str], pipeline: str = "",

@@ -2,7 +2,7 @@
 
 Stage 0 trains the VAE (puppet world only: production starts from sd-vae-ft-mse). Stage 1 trains
 the denoising UNet's spatial layers, the ReferenceNet and the pose guider; stage 2 only the motion
-modules (DESIGN.md §4). Everything else is frozen, and so are the ReferenceNet's tensors that can
+modules (docs/design.md §4). Everything else is frozen, and so are the ReferenceNet's tensors that can
 never get a gradient (its last block after `norm1`: nothing reads them), which AdamW would
 otherwise decay for nothing.
 """
@@ -20,8 +20,12 @@ from animate_anyone import weights
 from animate_anyone.errors import PermanentError
 from animate_anyone.models import store
 from animate_anyone.models.convert import check_keys, import_motion_modules, load_checkpoint
-from animate_anyone.models.reference_attention import (ReferenceBank, ReferenceWriteProcessor, self_attention_names,
-                                                       set_processors)
+from animate_anyone.models.reference_attention import (
+    ReferenceBank,
+    ReferenceWriteProcessor,
+    self_attention_names,
+    set_processors,
+)
 from animate_anyone.models.sizes import build_components, zero_motion_outputs
 
 

@@ -1,6 +1,6 @@
 """The training losses: the diffusion loss of stages 1 and 2, and the VAE's of stage 0.
 
-The diffusion loss follows the reference training (DESIGN.md §4): v-prediction on the DDIM
+The diffusion loss follows the reference training (docs/design.md §4): v-prediction on the DDIM
 schedule with zero terminal SNR, offset noise, optional min-SNR-γ weighting, and guidance dropout
 that is inference's unconditional branch exactly (zero CLIP context, no reference tokens, pose
 kept). Every random draw of a sample (timestep, noise, dropout, continuation) comes from a

@@ -15,16 +15,21 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
+from animate_anyone.config import PipelineConfig
 from animate_anyone.devices import free_port, has_cuda, resolve_device
 from animate_anyone.errors import PermanentError
+from animate_anyone.files import write_text
 from animate_anyone.ids import sha256_json
 from animate_anyone.models import store
 from animate_anyone.models.store import ModelStore
-from animate_anyone.tables.io import DataRoot
+from animate_anyone.tables.io import DataRoot, Dataset
+from animate_anyone.tables.selection import load_snapshot
+from animate_anyone.training.launch import PROGRESS
 from animate_anyone.training.loop import StageJob, run_stage
 
 TRAIN_VERSION = "2"  # bump when the loop's results change for the same inputs
@@ -34,7 +39,7 @@ class TrainInputError(PermanentError):
     """A train request cannot run as asked; the message says what to change."""
 
 
-def parse_stages(spec: str | int | None, cfg) -> list[int]:
+def parse_stages(spec: str | int | None, cfg: PipelineConfig) -> list[int]:
     """``all`` (every configured stage), or one stage number that the pipeline configures."""
     configured = sorted(cfg.train.stages())
     if spec is None or str(spec) == "all":
@@ -53,15 +58,15 @@ def parse_stages(spec: str | int | None, cfg) -> list[int]:
     return [stage]
 
 
-def model_store(cfg) -> ModelStore:
+def model_store(cfg: PipelineConfig) -> ModelStore:
     return ModelStore(DataRoot.from_uri(cfg.data_root).path)
 
 
-def stage_output(cfg, stage: int) -> Path:
+def stage_output(cfg: PipelineConfig, stage: int) -> Path:
     return model_store(cfg).stage(cfg.train.output, stage)
 
 
-def start_of(cfg, stage: int) -> Path | None:
+def start_of(cfg: PipelineConfig, stage: int) -> Path | None:
     """The folder stage ``stage`` starts from: the previous configured stage's output, if any."""
     before = [k for k in cfg.train.stages() if k < stage]
     if not before:
@@ -73,7 +78,7 @@ def start_of(cfg, stage: int) -> Path | None:
     return prev
 
 
-def plan_stage(cfg, stage: int, snapshot: dict, max_steps: int | None = None, resume: bool = True) -> StageJob:
+def plan_stage(cfg: PipelineConfig, stage: int, snapshot: dict, max_steps: int | None = None, resume: bool = True) -> StageJob:
     """The job of one stage (its starting weights must exist: run the stages in order)."""
     start = start_of(cfg, stage)
     stage_cfg = cfg.train.stages()[stage].model_dump()
@@ -94,8 +99,7 @@ def finished(job: StageJob) -> dict | None:
     if not store.is_model(job.output):
         return None
     trained = store.trained_by(job.output)
-    want = job.stage_cfg["steps"] if job.max_steps is None else min(job.stage_cfg["steps"], job.max_steps)
-    if trained.get("run_id") == job.run_id and trained.get("step", -1) >= want:
+    if trained.get("run_id") == job.run_id and trained.get("step", -1) >= job.end:
         return {"stage": job.stage, "run_id": job.run_id, "step": trained["step"], "output": job.output, "cached": True}
     return None
 
@@ -106,8 +110,6 @@ def run_stage_job(job: StageJob, processes: int = 1, accelerate_config: str | No
     output passed line by line to ``stream``). One run per run id at a time: another waits."""
     Path(job.run_dir).mkdir(parents=True, exist_ok=True)
     with FileLock(str(Path(job.run_dir) / ".lock")):
-        from animate_anyone.files import write_text
-
         write_text(Path(job.run_dir) / "job.json", job.to_json())  # what `evaluate` rebuilds a checkpoint from
         done = finished(job) if job.resume else None
         if done:
@@ -123,8 +125,6 @@ def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=
     accelerate's own CPU launcher needs MPI. Accelerate picks either up from the environment.
     Their output goes line by line to ``stream``; the main process's step reports drive
     ``progress`` as a run in this process would."""
-    from animate_anyone.training.launch import PROGRESS
-
     job_file = Path(job.run_dir) / "job.json"
     job_file.write_text(job.to_json())
     result = Path(job.run_dir) / "result.json"
@@ -161,30 +161,53 @@ def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=
     return json.loads(result.read_text())
 
 
-def train_device(cfg) -> str:
+def train_device(cfg: PipelineConfig) -> str:
     """Where the pipeline trains: its ``train.device``, ``auto`` meaning a GPU when there is one."""
     return resolve_device(cfg.train.device)
 
 
-def link_final(cfg, stage: int) -> Path:
+def link_final(cfg: PipelineConfig, stage: int) -> Path:
     """``models/OUTPUT`` → ``OUTPUT-stage<k>`` (a relative link, replaced atomically; the store
     removes nothing outside ``models/``)."""
     return model_store(cfg).link(cfg.train.output, stage_output(cfg, stage))
 
 
-def train(cfg, stage: str | int | None = "all", snapshot_id: str | None = None, resume: bool = True,
-          max_steps: int | None = None, progress=None, stream=None) -> dict:
-    """Train ``cfg``'s stages (``all`` or one) on a snapshot (default: the pipeline's, ``latest``)."""
-    from animate_anyone.tables.io import Dataset
-    from animate_anyone.tables.selection import load_snapshot
+@dataclass(frozen=True)
+class TrainPlan:
+    """What a train request resolves to: the stages to run, in order, and the snapshot."""
 
+    stages: list[int]
+    snapshot: dict
+    max_steps: int | None = None
+    resume: bool = True
+
+
+def plan_training(cfg: PipelineConfig, stage: str | int | None = "all", snapshot_id: str | None = None,
+                  resume: bool = True, max_steps: int | None = None) -> TrainPlan:
+    """Check the request and resolve its stages and snapshot (default: the pipeline's, ``latest``)."""
     if max_steps is not None and max_steps < 1:
         raise TrainInputError(f"--max-steps must be at least 1; got {max_steps}", "bad_option")
     stages = parse_stages(stage, cfg)
     snapshot = load_snapshot(Dataset.of(cfg), snapshot_id or cfg.train.snapshot)
-    results = []
-    for k in stages:
-        job = plan_stage(cfg, k, snapshot, max_steps, resume)
-        results.append(run_stage_job(job, cfg.train.processes, cfg.train.accelerate_config, progress, stream))
-    link = link_final(cfg, stages[-1]) if stages[-1] == max(cfg.train.stages()) else None
-    return {"snapshot_id": snapshot["snapshot_id"], "stages": results, "model": str(link or results[-1]["output"])}
+    return TrainPlan(stages, snapshot, max_steps, resume)
+
+
+def stage_job(cfg: PipelineConfig, plan: TrainPlan, stage: int) -> StageJob:
+    """Stage ``stage`` of ``plan`` as a job (after the stages before it have run)."""
+    return plan_stage(cfg, stage, plan.snapshot, plan.max_steps, plan.resume)
+
+
+def finish_training(cfg: PipelineConfig, plan: TrainPlan, results: list[dict]) -> dict:
+    """Link ``models/OUTPUT`` to the last stage's folder when the plan ran the pipeline's last stage."""
+    last = plan.stages[-1]
+    link = link_final(cfg, last) if last == max(cfg.train.stages()) else None
+    return {"snapshot_id": plan.snapshot["snapshot_id"], "stages": results, "model": str(link or results[-1]["output"])}
+
+
+def train(cfg: PipelineConfig, stage: str | int | None = "all", snapshot_id: str | None = None, resume: bool = True,
+          max_steps: int | None = None, progress=None, stream=None) -> dict:
+    """Train ``cfg``'s stages (``all`` or one) on a snapshot (default: the pipeline's, ``latest``)."""
+    plan = plan_training(cfg, stage, snapshot_id, resume, max_steps)
+    results = [run_stage_job(stage_job(cfg, plan, k), cfg.train.processes, cfg.train.accelerate_config, progress,
+                             stream) for k in plan.stages]
+    return finish_training(cfg, plan, results)

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from prefect_stack import BIN, write_pipelines
 
 from animate_anyone.tables import DataRoot, read_table
-from prefect_stack import BIN, write_pipelines
 
 # one server, one deployment and its workers for the whole module (`make test` keeps a file on one
 # xdist worker: --dist loadfile)

@@ -9,7 +9,6 @@ import signal
 import time
 
 import pytest
-
 from train_data import CONFIG, build_train_root
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import PIL.Image
 import pytest
-
 from train_data import CONFIG, build_train_root
 
 from animate_anyone.tables import DataRoot, read_table

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from train_data import CONFIG, build_train_root
 
 

@@ -5,8 +5,8 @@ import pytest
 
 from animate_anyone.config import Download
 from animate_anyone.errors import DownloadError, PermanentError, TransientDownloadError, is_retryable
-from animate_anyone.ingest.download import already_fetched, canonical_url, fetch, parse_source
 from animate_anyone.ids import sha256_file
+from animate_anyone.ingest.download import already_fetched, canonical_url, fetch, parse_source
 
 CFG = Download(max_height=720)
 

@@ -1,16 +1,15 @@
 """Shot detection against the puppet truth, and frame-accurate 2-10 s clips."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from animate_anyone import synthetic
 from animate_anyone.config import Clips, load_config
+from animate_anyone.errors import MediaError
 from animate_anyone.ingest.clips import check_video, cut_clips, plan_clips
 from animate_anyone.ingest.shots import Shots, detect_shots
 from animate_anyone.media.video import iter_frames, probe
-from animate_anyone.errors import MediaError
 
 DEMO = load_config("demo").ingest  # what a user's own sources get
 PUPPET_SHOTS = load_config("demo").sources.puppets.shots  # the puppet videos only

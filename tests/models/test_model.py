@@ -10,12 +10,18 @@ import torch
 from accelerate import init_empty_weights
 
 from animate_anyone.models.convert import CheckpointError, import_motion_modules, motion_key
-from animate_anyone.pipeline import convert_moore
 from animate_anyone.models.pose_guider import PoseGuider
 from animate_anyone.models.reference_attention import ReferenceBank, ReferenceReadProcessor, attend
-from animate_anyone.models.sizes import (MOTION, POSE_GUIDER, build_components, parameter_count, unet2d_config,
-                                         video_unet_config)
+from animate_anyone.models.sizes import (
+    MOTION,
+    POSE_GUIDER,
+    build_components,
+    parameter_count,
+    unet2d_config,
+    video_unet_config,
+)
 from animate_anyone.models.unets import ReferenceNet, VideoUNet
+from animate_anyone.pipeline import convert_moore
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = REPO.parent / "shared" / "docs" / "model_keys"

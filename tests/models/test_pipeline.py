@@ -11,9 +11,15 @@ import torch
 from animate_anyone import animate as lib
 from animate_anyone.config import Pose
 from animate_anyone.media.video import VideoWriter, iter_frames, probe
-from animate_anyone.pipeline import create_model
 from animate_anyone.models.sizes import build_components
-from animate_anyone.pipeline import AnimateAnyonePipeline, InputError, load_animate_pipeline, sliding_windows, window_weights
+from animate_anyone.pipeline import (
+    AnimateAnyonePipeline,
+    InputError,
+    create_model,
+    load_animate_pipeline,
+    sliding_windows,
+    window_weights,
+)
 
 
 @pytest.mark.parametrize("n", [1, 23, 24, 25, 47, 100])

@@ -5,8 +5,8 @@ import datetime as dt
 
 import pytest
 
-from animate_anyone.tables import DataRoot, QueryError, query, read_table, refresh_catalog, write_part
 from animate_anyone.errors import ConfigError
+from animate_anyone.tables import DataRoot, QueryError, query, read_table, refresh_catalog, write_part
 
 
 def _failure(item: str, attempt: int) -> dict:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_data import CONFIG
 
 from animate_anyone.config import load_config
 from animate_anyone.tables import DataRoot, query, refresh_catalog
@@ -16,8 +17,6 @@ from animate_anyone.tables.io import Dataset
 from animate_anyone.tables.selection import load_snapshot
 from animate_anyone.training import data, run
 from animate_anyone.training.loop import TrainingStopped
-from train_data import CONFIG
-
 
 
 def make_config(tmp_path: Path, root: Path, extra1: str = "") -> Path:

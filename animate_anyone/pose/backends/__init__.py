@@ -17,7 +17,7 @@ from animate_anyone.errors import ConfigError
 from animate_anyone.pose.backends.base import BACKEND_VERSIONS, FramePoses, ModelError
 from animate_anyone.pose.backends.dwpose import DWPoseBackend, SimCCPoseModel, YoloxDetector, decode_simcc
 from animate_anyone.pose.backends.mediapipe import MediaPipeBackend
-from animate_anyone.pose.backends.onnx import open_session, model_file
+from animate_anyone.pose.backends.onnx import model_file, open_session
 
 __all__ = ["BACKENDS", "BACKEND_VERSIONS", "DWPoseBackend", "FramePoses", "MediaPipeBackend", "ModelError",
            "SimCCPoseModel", "YoloxDetector", "backend_uses_gpu", "decode_simcc", "load_backend", "open_session",

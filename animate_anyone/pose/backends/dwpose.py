@@ -9,8 +9,8 @@ import numpy as np
 
 from animate_anyone.ids import sha256_file
 from animate_anyone.pose.backends.base import BACKEND_VERSIONS, FramePoses, ModelError
+from animate_anyone.pose.backends.onnx import _io, model_file, open_session
 from animate_anyone.pose.layouts import NUM_KEYPOINTS
-from animate_anyone.pose.backends.onnx import _io, open_session, model_file
 
 POSE_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 POSE_STD = np.array([58.395, 57.12, 57.375], np.float32)
