@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from animate_anyone import progress
 from animate_anyone.config import Animate, PipelineConfig, Pose
 from animate_anyone.devices import resolve_device
 from animate_anyone.errors import MediaError
@@ -335,8 +336,9 @@ def output_size(canvas: tuple[int, int], width: int | None, height: int | None, 
     return max(8, width - width % 8), max(8, height - height % 8)
 
 
-def generate(job: AnimateJob, poses: Path, progress=None, grid: bool = True) -> dict:
-    """Load the model, generate, and write ``job.out`` (+ its ``.grid.mp4``)."""
+def generate(job: AnimateJob, poses: Path, grid: bool = True) -> dict:
+    """Load the model, generate, and write ``job.out`` (+ its ``.grid.mp4``); the denoising steps
+    are reported as ``progress`` events."""
     import PIL.Image
     import torch
 
@@ -369,7 +371,7 @@ def generate(job: AnimateJob, poses: Path, progress=None, grid: bool = True) -> 
     t0 = time.perf_counter()
     result = pipe(PIL.Image.fromarray(ref), seq.frames, height=h, width=w, num_inference_steps=job.steps,
                   guidance_scale=job.guidance, window=job.window, overlap=job.overlap, generator=generator,
-                  callback=progress).frames
+                  callback=lambda i, n: progress.report("denoising", i, n)).frames
     generate_s = time.perf_counter() - t0
 
     # 4. Encode: the video, the grid, and the audio when asked.
@@ -388,12 +390,12 @@ def generate(job: AnimateJob, poses: Path, progress=None, grid: bool = True) -> 
             "generate_s": round(generate_s, 3), "total_s": round(time.perf_counter() - started, 3)}
 
 
-def run_animate(cfg: PipelineConfig, request: AnimateRequest, progress=None) -> dict:
+def run_animate(cfg: PipelineConfig, request: AnimateRequest) -> dict:
     """The whole use case in this process: plan, prepare the poses, generate. Bad input is
     recorded in ``failures`` (``record_failure``) before it is raised."""
     try:
         job = plan(cfg, request)
-        return generate(job, prepare_poses(job), progress)
+        return generate(job, prepare_poses(job))
     except AnimateInputError as exc:
         record_failure(cfg, request, exc)
         raise
@@ -409,7 +411,7 @@ def record_failure(cfg: PipelineConfig, request: AnimateRequest, exc: AnimateInp
 
 
 def animate(model: Path, reference: Path, pose: str, out: Path, *, pose_cfg=None, root=None, grid: bool = True,
-            progress=None, **options) -> dict:
+            **options) -> dict:
     """Files in, files out, without a pipelines file: the same plan, poses and generation as
     :func:`run_animate`. ``options`` are :class:`AnimateRequest` fields, plus ``window``,
     ``overlap`` and ``dtype`` (the pipeline's ``animate`` settings)."""
@@ -422,7 +424,7 @@ def animate(model: Path, reference: Path, pose: str, out: Path, *, pose_cfg=None
     cfg = PipelineConfig(data_root=data_root, pose=pose_cfg or Pose(), animate=Animate(retarget=False, **settings))
     job = plan(cfg, AnimateRequest(reference=str(reference), pose=str(pose), model=str(model), out=str(out), **options))
     with tempfile.TemporaryDirectory(prefix="animate-") as tmp:
-        return generate(job, prepare_poses(job, Path(tmp) / "poses.npz"), progress, grid=grid)
+        return generate(job, prepare_poses(job, Path(tmp) / "poses.npz"), grid=grid)
 
 
 def _clip_content(job: AnimateJob) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
+from animate_anyone import progress
 from animate_anyone.config import PipelineConfig
 from animate_anyone.tables.io import DataRoot
 from animate_anyone.training import run as lib
@@ -27,24 +28,23 @@ def _key(_ctx, params) -> str:
 
 
 def _log_progress(logger):
-    def start(first: int, end: int, stage: int):
-        every = max(1, (end - first) // 20)
-
-        def on_step(step: int, row: dict) -> None:
-            if step % every == 0 or step == end:
-                logger.info("stage %d step %d/%d loss %.4f (%.1f samples/s)", stage, step, end, row["loss"],
-                            row["samples_per_s"])
-        return on_step
-    return start
+    """A ``progress`` listener that logs a stage's steps about every 5 %."""
+    def on(what: str, done: int, total: int, details: dict) -> None:
+        if "loss" not in details:
+            return
+        every = max(1, (total - details.get("first", 0)) // 20)
+        if done % every == 0 or done == total:
+            logger.info("%s step %d/%d loss %.4f (%.1f samples/s)", what, done, total, details["loss"],
+                        details["samples_per_s"])
+    return on
 
 
 @task(name="train-stage", cache_key_fn=_key, retries=1, retry_delay_seconds=5)
 def stage_task(job: str, processes: int, accelerate_config: str | None, gpu: bool) -> dict:
     logger = get_run_logger()
     stage_job = StageJob.from_json(job)
-    args = (stage_job, processes, accelerate_config, _log_progress(logger), logger.info)
-    with gpu_slot(gpu):
-        return lib.run_stage_job(*args)
+    with gpu_slot(gpu), progress.listen(_log_progress(logger)):
+        return lib.run_stage_job(stage_job, processes, accelerate_config, logger.info)
 
 
 def _artifacts(summary: dict, run_dir: Path) -> None:

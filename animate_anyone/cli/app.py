@@ -114,7 +114,7 @@ def _with_source_bar(fn, *args, **kwargs):
     with _bar() as bar:
         task = bar.add_task("sources", total=None)
 
-        def on(what: str, done: int, total: int) -> None:
+        def on(what: str, done: int, total: int, details: dict) -> None:
             bar.update(task, completed=done, total=total, description=what)
 
         with progress_events.listen(on):

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from animate_anyone import progress as progress_events
 from animate_anyone.cli.app import EXIT_BAD_INPUT, EXIT_ITEMS_FAILED, _bar, _config, _fail, app, err, out
 from animate_anyone.cli.show import _print_evaluation, _print_train, _train_bar
 from animate_anyone.errors import AnimateAnyoneError
@@ -47,7 +48,8 @@ def animate(
     try:
         with _bar() as bar:
             job = bar.add_task("generating", total=None)
-            info = lib.run_animate(cfg, request, progress=lambda i, n: bar.update(job, completed=i, total=n))
+            with progress_events.listen(lambda what, done, total, _: bar.update(job, completed=done, total=total)):
+                info = lib.run_animate(cfg, request)
     except AnimateAnyoneError as exc:
         _fail(exc)
     for note in info["notes"]:
@@ -73,8 +75,9 @@ def train(
     cfg = _config(pipeline, config, data_root=data_root)
     try:
         with _bar() as bar:
-            result = run_train(cfg, stage, snapshot, resume, max_steps, progress=_train_bar(bar),
-                               stream=lambda line: err.print(line, highlight=False, markup=False))
+            with progress_events.listen(_train_bar(bar)):
+                result = run_train(cfg, stage, snapshot, resume, max_steps,
+                                   stream=lambda line: err.print(line, highlight=False, markup=False))
     except TrainingStopped as exc:
         _fail(exc, EXIT_ITEMS_FAILED)
     except AnimateAnyoneError as exc:

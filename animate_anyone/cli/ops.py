@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from animate_anyone import progress as progress_events
 from animate_anyone.cli.app import _bar, _config, _fail, app, err, out
 from animate_anyone.errors import AnimateAnyoneError
 
@@ -190,7 +191,14 @@ def puppets(
     total = count * int(round(seconds * synthetic.FPS))
     with _bar() as bar:
         task = bar.add_task("frames", total=total)
-        paths = synthetic.generate_world(out_dir, count, seed, (w, h), seconds, progress=lambda n: bar.advance(task, n))
+        done_by: dict[str, int] = {}
+
+        def on(what: str, done: int, _total: int, details: dict) -> None:
+            done_by[details.get("video", what)] = done
+            bar.update(task, completed=sum(done_by.values()))
+
+        with progress_events.listen(on):
+            paths = synthetic.generate_world(out_dir, count, seed, (w, h), seconds)
     for p in paths:
         out.print(str(p))
 

@@ -11,16 +11,17 @@ from animate_anyone.evaluation.columns import COLUMNS, TERMINAL
 
 
 def _train_bar(bar: Progress):
-    """The loop's progress hook: one bar per stage with loss, steps/s and the time left."""
+    """A ``progress`` listener: one bar per training stage with its loss, samples/s and the time left."""
+    tasks: dict[str, int] = {}
 
-    def start(first: int, end: int, stage: int):
-        task = bar.add_task(f"stage {stage}", total=end, completed=first)
-
-        def on_step(step: int, row: dict) -> None:
-            bar.update(task, completed=step, description=f"stage {stage} loss {row['loss']:.4f} "
-                                                           f"{row['samples_per_s']:.1f} samples/s")
-        return on_step
-    return start
+    def on(what: str, done: int, total: int, details: dict) -> None:
+        if "loss" not in details:
+            return
+        if what not in tasks:
+            tasks[what] = bar.add_task(what, total=total, completed=details.get("first", 0))
+        bar.update(tasks[what], completed=done, description=f"{what} loss {details['loss']:.4f} "
+                                                             f"{details['samples_per_s']:.1f} samples/s")
+    return on
 
 
 def _print_train(result: dict) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from animate_anyone import progress
 from animate_anyone.media.video import VideoWriter
 from animate_anyone.synthetic.characters import MOVES, Character, make_character
 from animate_anyone.synthetic.drawing import Camera, draw_background, draw_character, stamp_frame_index, stamp_layout
@@ -121,9 +121,9 @@ def render_frames(spec: VideoSpec, stamp: bool = True):
             frame += 1
 
 
-def write_video(spec: VideoSpec, out_dir: Path, stamp: bool = True, crf: int = 18,
-                progress: Callable[[int], None] | None = None) -> Path:
-    """Render ``spec`` to ``out_dir/NAME.mp4`` (H.264) with its truth files; returns the video path."""
+def write_video(spec: VideoSpec, out_dir: Path, stamp: bool = True, crf: int = 18) -> Path:
+    """Render ``spec`` to ``out_dir/NAME.mp4`` (H.264) with its truth files; returns the video path.
+    Each frame is reported (``progress``: "frames", with the video's name)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     T = spec.num_frames
@@ -135,8 +135,7 @@ def write_video(spec: VideoSpec, out_dir: Path, stamp: bool = True, crf: int = 1
         for i, (img, kp, inside, si) in enumerate(render_frames(spec, stamp)):
             writer.write(img)
             keypoints[i], visible[i], shot_of[i] = kp, inside, si
-            if progress:
-                progress(1)
+            progress.report("frames", i + 1, T, video=spec.name)
     np.savez_compressed(out_dir / f"{spec.name}.keypoints.npz", keypoints=keypoints, visible=visible, shot=shot_of)
     truth = {
         "name": spec.name,
@@ -165,8 +164,7 @@ def load_truth(video_path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def generate_world(out_dir: Path, count: int = 4, seed: int = 0, size: tuple[int, int] = (360, 640),
-                   seconds: float = 14.0, stamp: bool = True,
-                   progress: Callable[[int], None] | None = None) -> list[Path]:
+                   seconds: float = 14.0, stamp: bool = True) -> list[Path]:
     """``count`` multi-shot puppet videos named ``puppet_SEED_K.mp4``; existing complete ones are kept."""
     paths = []
     for k in range(count):
@@ -174,9 +172,8 @@ def generate_world(out_dir: Path, count: int = 4, seed: int = 0, size: tuple[int
         video = Path(out_dir) / f"{spec.name}.mp4"
         truth = Path(out_dir) / f"{spec.name}.truth.json"
         if video.exists() and truth.exists():  # truth is written last: both present means complete
-            if progress:
-                progress(spec.num_frames)
+            progress.report("frames", spec.num_frames, spec.num_frames, video=spec.name)
         else:
-            write_video(spec, Path(out_dir), stamp=stamp, progress=progress)
+            write_video(spec, Path(out_dir), stamp=stamp)
         paths.append(video)
     return paths

@@ -26,6 +26,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
 
+from animate_anyone import progress
 from animate_anyone.clipstore import ClipStore, TrainClip
 from animate_anyone.config import Train, TrainStage
 from animate_anyone.devices import resolve_device
@@ -246,7 +247,7 @@ class StageRun:
     def checkpoint(self) -> None:
         checkpoints.save(self.acc, self.run_dir, self.state.step, asdict(self.state), self.stage.keep_checkpoints)
 
-    def after_step(self, row: dict, end: int, bar) -> None:
+    def after_step(self, row: dict, start: int, end: int) -> None:
         """Validation, logging, progress and the checkpoint a finished step may call for."""
         step, stage = row["step"], self.stage
         if stage.validate_every and step % stage.validate_every == 0 and step < end:
@@ -254,8 +255,9 @@ class StageRun:
         self.state.metrics.append(row)
         if self.acc.trackers:
             self.acc.log({k: v for k, v in row.items() if k != "step" and v is not None}, step=step)
-        if bar is not None:
-            bar(step, row)
+        if self.acc.is_main_process:
+            progress.report(f"stage {self.job.stage}", step, end, stage=self.job.stage, first=start, loss=row["loss"],
+                            samples_per_s=row["samples_per_s"])
         if step % stage.checkpoint_every == 0 and step < end:
             self.checkpoint()
             if self.acc.is_main_process:
@@ -293,7 +295,7 @@ class StageRun:
         return final, out
 
 
-def _train(job: StageJob, accelerator: Accelerator, progress) -> dict:
+def _train(job: StageJob, accelerator: Accelerator) -> dict:
     run = StageRun(job, accelerator, build(job, accelerator))
     run.resume()
     start, end = run.state.step, job.end
@@ -302,14 +304,13 @@ def _train(job: StageJob, accelerator: Accelerator, progress) -> dict:
     if accelerator.log_with:  # TensorBoard under RUN/logs/ (the trackers exist after this)
         accelerator.init_trackers(f"stage{job.stage}")
     batches = run.loader(start, end)
-    bar = progress(start, end, job.stage) if progress and accelerator.is_main_process else None
     for step in range(start, end):
         t0 = time.perf_counter()
         loss = run.forward_backward(batches)
         if loss is None:
             run.skip(step)
             continue
-        run.after_step(run.update(step, loss, time.perf_counter() - t0), end, bar)
+        run.after_step(run.update(step, loss, time.perf_counter() - t0), start, end)
     final, out = run.finish(start)
     s = run.state
     return {"stage": job.stage, "run_id": job.run_id, "step": s.step, "steps": end,
@@ -317,15 +318,16 @@ def _train(job: StageJob, accelerator: Accelerator, progress) -> dict:
             "skipped_steps": s.bad_total, **final}
 
 
-def run_stage(job: StageJob, progress=None) -> dict:
-    """Train ``job``'s stage in this process (one of the run's); returns the stage's summary."""
+def run_stage(job: StageJob) -> dict:
+    """Train ``job``'s stage in this process (one of the run's); returns the stage's summary. The
+    main process reports every step (``progress``: "stage K", with its loss and speed)."""
     diffusers.utils.logging.disable_progress_bar()  # "Writing model shards" at every save
     transformers.utils.logging.disable_progress_bar()
     Path(job.run_dir).mkdir(parents=True, exist_ok=True)
     accelerator = None
     try:
         accelerator = make_accelerator(job)
-        return _train(job, accelerator, progress)
+        return _train(job, accelerator)
     except BaseException as exc:
         if accelerator is None or accelerator.is_main_process:
             report.run_failed(job, exc)

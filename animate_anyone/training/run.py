@@ -20,6 +20,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from animate_anyone import progress
 from animate_anyone.config import PipelineConfig
 from animate_anyone.devices import free_port, has_cuda, resolve_device
 from animate_anyone.errors import PermanentError
@@ -104,7 +105,7 @@ def finished(job: StageJob) -> dict | None:
     return None
 
 
-def run_stage_job(job: StageJob, processes: int = 1, accelerate_config: str | None = None, progress=None,
+def run_stage_job(job: StageJob, processes: int = 1, accelerate_config: str | None = None,
                   stream=None) -> dict:
     """One stage, in this process or under `accelerate launch` with ``processes`` processes (its
     output passed line by line to ``stream``). One run per run id at a time: another waits."""
@@ -115,16 +116,16 @@ def run_stage_job(job: StageJob, processes: int = 1, accelerate_config: str | No
         if done:
             return done
         if processes <= 1 and not accelerate_config:
-            return run_stage(job, progress)
-        return launch(job, processes, accelerate_config, stream, progress)
+            return run_stage(job)
+        return launch(job, processes, accelerate_config, stream)
 
 
-def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=None, progress=None) -> dict:
+def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=None) -> dict:
     """The stage's processes as a subprocess (no shell): `accelerate launch` on GPUs (with
     ``accelerate_config``: multi-GPU, several nodes, DeepSpeed); on a CPU `torchrun` (gloo), since
     accelerate's own CPU launcher needs MPI. Accelerate picks either up from the environment.
-    Their output goes line by line to ``stream``; the main process's step reports drive
-    ``progress`` as a run in this process would."""
+    Their output goes line by line to ``stream``; the main process's ``progress`` reports are
+    reported again here, as a run in this process would report them."""
     job_file = Path(job.run_dir) / "job.json"
     job_file.write_text(job.to_json())
     result = Path(job.run_dir) / "result.json"
@@ -144,13 +145,10 @@ def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=
         env = dict(os.environ)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
     tail: list[str] = []
-    on_step = None
     for line in proc.stdout:
         if line.startswith(PROGRESS):
-            report = json.loads(line[len(PROGRESS):])
-            if progress is not None:
-                on_step = on_step or progress(report["first"], report["end"], report["stage"])
-                on_step(report["step"], report)
+            line_report = json.loads(line[len(PROGRESS):])
+            progress.report(line_report["what"], line_report["done"], line_report["total"], **line_report["details"])
             continue
         tail = (tail + [line.rstrip()])[-30:]
         if stream:
@@ -205,9 +203,8 @@ def finish_training(cfg: PipelineConfig, plan: TrainPlan, results: list[dict]) -
 
 
 def train(cfg: PipelineConfig, stage: str | int | None = "all", snapshot_id: str | None = None, resume: bool = True,
-          max_steps: int | None = None, progress=None, stream=None) -> dict:
+          max_steps: int | None = None, stream=None) -> dict:
     """Train ``cfg``'s stages (``all`` or one) on a snapshot (default: the pipeline's, ``latest``)."""
     plan = plan_training(cfg, stage, snapshot_id, resume, max_steps)
-    results = [run_stage_job(stage_job(cfg, plan, k), cfg.train.processes, cfg.train.accelerate_config, progress,
-                             stream) for k in plan.stages]
+    results = [run_stage_job(stage_job(cfg, plan, k), cfg.train.processes, cfg.train.accelerate_config, stream) for k in plan.stages]
     return finish_training(cfg, plan, results)

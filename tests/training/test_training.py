@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from train_data import CONFIG
 
+from animate_anyone import progress
 from animate_anyone.config import load_config
 from animate_anyone.tables import DataRoot, query, refresh_catalog
 from animate_anyone.tables.io import Dataset
@@ -225,11 +226,12 @@ def test_two_processes_give_what_one_gives_with_the_same_global_batch(train_root
         cfg = load_config("t", path)
         steps = []
 
-        def progress(first, end, stage, steps=steps):
-            return lambda step, row: steps.append((stage, step, end, round(row["loss"], 6)))
+        def on(what, done, total, details, steps=steps):
+            steps.append((details["stage"], done, total, round(details["loss"], 6)))
 
-        results[procs] = run.train(cfg, stage=1, progress=progress)
-        # the launched processes' step reports reach the caller's progress hook as in one process
+        with progress.listen(on):
+            results[procs] = run.train(cfg, stage=1)
+        # the launched processes' step reports reach the caller's listener as in one process
         assert [s[:3] for s in steps] == [(1, 1, 3), (1, 2, 3), (1, 3, 3)], steps
     one, two = Path(results[1]["stages"][0]["output"]), Path(results[2]["stages"][0]["output"])
     a, b = weights(one, "unet"), weights(two, "unet")
