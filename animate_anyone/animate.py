@@ -114,7 +114,7 @@ class PoseSequence:
 
 # --- 1. plan -------------------------------------------------------------------------------------
 
-def plan(cfg, request: AnimateRequest) -> AnimateJob:
+def plan(cfg: PipelineConfig, request: AnimateRequest) -> AnimateJob:
     """Resolve ``request`` against pipeline ``cfg`` (a ``PipelineConfig``); nothing heavy runs,
     and the options are checked before anything is read or loaded."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from animate_anyone.config import FeatureNetSpec
 from animate_anyone.errors import ConfigError, PermanentError
 from animate_anyone.media.frames import frame_scores  # noqa: F401 - the bench's per-frame scores, here with the others
 from animate_anyone.weights import resolve_weights
@@ -63,7 +64,7 @@ def resolve_file(spec: str, field: str, base_dir: Path | None, want: str = "file
 class FeatureNet:
     """A TorchScript feature network (``evaluate.fid`` / ``evaluate.fvd``) loaded with torch.jit."""
 
-    def __init__(self, cfg, field: str, base_dir: Path | None, device: str = "cpu"):
+    def __init__(self, cfg: FeatureNetSpec, field: str, base_dir: Path | None, device: str = "cpu"):
         path = resolve_file(cfg.weights, f"{field}.weights", base_dir)
         try:
             self.net = torch.jit.load(str(path), map_location=device).eval()

@@ -102,7 +102,7 @@ class _Clock:
             self.timings[group] = self.timings.get(group, 0.0) + time.perf_counter() - t0
 
 
-def _per_frame(ds, clip, real, generated, scorers: Scorers, cfg, timed: _Clock) -> tuple[dict, list]:
+def _per_frame(ds, clip, real, generated, scorers: Scorers, cfg: PipelineConfig, timed: _Clock) -> tuple[dict, list]:
     """Each metric's per-frame values (frames 1…n-1) and whether each frame's driving body moved."""
     e = cfg.evaluate
     g, r = generated[1:], real[1:]

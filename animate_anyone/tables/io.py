@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from animate_anyone.config import PipelineConfig
 from animate_anyone.errors import ConfigError
 from animate_anyone.files import atomic_path, data_root_lock, temp_name
 from animate_anyone.tables.schemas import SCHEMAS, WRITE_OPTIONS
@@ -223,7 +224,7 @@ class Dataset:
         self.name = name
 
     @classmethod
-    def of(cls, cfg) -> "Dataset":
+    def of(cls, cfg: PipelineConfig) -> "Dataset":
         """The dataset a pipeline configuration writes (its ``data_root`` and ``dataset``)."""
         return cls(cfg.data_root, cfg.dataset)
 

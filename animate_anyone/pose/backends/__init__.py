@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from animate_anyone.config import Pose
 from animate_anyone.errors import ConfigError
 from animate_anyone.pose.backends.base import BACKEND_VERSIONS, FramePoses, ModelError
 from animate_anyone.pose.backends.dwpose import DWPoseBackend, SimCCPoseModel, YoloxDetector, decode_simcc
@@ -26,7 +27,7 @@ __all__ = ["BACKENDS", "BACKEND_VERSIONS", "DWPoseBackend", "FramePoses", "Media
 BACKENDS = {"dwpose": DWPoseBackend, "mediapipe": MediaPipeBackend}
 
 
-def load_backend(cfg, name: str | None = None, base_dir: Path | None = None):
+def load_backend(cfg: Pose, name: str | None = None, base_dir: Path | None = None):
     """The backend ``name`` (default: ``cfg.backend``) configured from the pipeline's ``pose`` section."""
     name = name or cfg.backend
     if name not in BACKENDS:

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from animate_anyone.config import DWPose
 from animate_anyone.ids import sha256_file
 from animate_anyone.pose.backends.base import BACKEND_VERSIONS, FramePoses, ModelError
 from animate_anyone.pose.backends.onnx import _io, model_file, open_session
@@ -155,7 +156,7 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, width: int, height: i
 class DWPoseBackend:
     name = "dwpose"
 
-    def __init__(self, cfg, base_dir: Path | None = None):
+    def __init__(self, cfg: DWPose, base_dir: Path | None = None):
         self.cfg = cfg
         self.detector_path = model_file(cfg.detector, "pose.dwpose.detector", base_dir)
         self.pose_path = model_file(cfg.pose_model, "pose.dwpose.pose_model", base_dir)

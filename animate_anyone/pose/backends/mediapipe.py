@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from animate_anyone.config import MediaPipePose
 from animate_anyone.errors import ConfigError
 from animate_anyone.pose.backends.base import BACKEND_VERSIONS, FramePoses
 from animate_anyone.pose.layouts import BODY_SLICE, FACE_SLICE, INDEX, LEFT_HAND_SLICE, NUM_KEYPOINTS, RIGHT_HAND_SLICE
@@ -34,7 +35,7 @@ class MediaPipeBackend:
 
     name = "mediapipe"
 
-    def __init__(self, cfg, base_dir: Path | None = None):
+    def __init__(self, cfg: MediaPipePose, base_dir: Path | None = None):
         try:
             import mediapipe  # noqa: F401
         except ImportError as exc:
