@@ -171,20 +171,31 @@ def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
     return buf[:, : plane.width]
 
 
+# x264's output depends on its thread count, and by default that count follows the CPUs the process
+# may use (a container's limit, `taskset`, a worker's affinity): the same frames then encode to
+# different bytes on another machine, and clip hashes and snapshot ids change. A fixed count makes
+# the bytes a function of the frames and the settings alone (measured: benchmarks/results/README.md).
+ENCODER_THREADS = 2
+
+
 class VideoWriter:
     """H.264 writer that only shows the file under its real name once it is complete.
 
     Frames go to a hidden temporary name unique to this writer; leaving the ``with`` block without an error renames it
-    into place, an error deletes it. Frame timestamps are 0, 1, 2… at ``fps``.
+    into place, an error deletes it. Frame timestamps are 0, 1, 2… at ``fps``. The encoder runs
+    ``threads`` threads whatever the machine, so equal frames give equal bytes everywhere.
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: float | Fraction, crf: int = 18,
-                 preset: str = "veryfast", codec: str = "libx264", pix_fmt: str = "yuv420p"):
+                 preset: str = "veryfast", codec: str = "libx264", pix_fmt: str = "yuv420p",
+                 threads: int = ENCODER_THREADS):
         self.path = Path(path)
         self.tmp = temp_name(self.path).with_suffix(self.path.suffix)  # unique to this writer
         self.width, self.height = width - width % 2, height - height % 2
         self.rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
         self.options = {"crf": str(crf), "preset": preset}
+        if codec == "libx264":
+            self.options["threads"] = str(threads)
         self.codec, self.pix_fmt = codec, pix_fmt
         self.frames = 0
         self._container = None

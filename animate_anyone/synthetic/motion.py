@@ -69,6 +69,21 @@ def dance(move: str, t: float, tempo: float, phase: float) -> PoseParams:
         p.dy = -0.02 * abs(s)
         p.arm = (0.4 + 0.8 * lift_r, 0.4 + 0.8 * lift_l)
         p.elbow = (0.9, 0.9)
+    elif move == "reach":  # one arm then the other straight overhead, leaning into it
+        p.arm = (1.6 + 1.3 * s, 1.6 - 1.3 * s)
+        p.elbow = (0.1, 0.1)
+        p.lean = -0.12 * s
+        p.dx = -0.04 * s
+        p.hip = (0.1 + 0.06 * s, 0.1 - 0.06 * s)
+        p.curl = (0.0, 0.0)
+    elif move == "lunge":  # a deep crouch to one side and back up, arms out for balance
+        down = 0.5 + 0.5 * c
+        p.dx, p.dy = 0.08 * s, 0.1 * down
+        p.hip = (0.2 + 0.35 * down + 0.15 * s, 0.2 + 0.35 * down - 0.15 * s)
+        p.knee = (0.8 * down, 0.8 * down)
+        p.arm = (1.5 + 0.3 * s, 1.5 - 0.3 * s)
+        p.elbow = (0.2, 0.2)
+        p.curl = (0.2, 0.2)
     else:
         raise ValueError(f"unknown puppet move {move!r}; known: {', '.join(MOVES)}")
     return p

@@ -9,8 +9,16 @@ import numpy as np
 
 from animate_anyone import progress
 from animate_anyone.media.video import VideoWriter
-from animate_anyone.synthetic.characters import MOVES, Character, make_character
-from animate_anyone.synthetic.drawing import Camera, draw_background, draw_character, stamp_frame_index, stamp_layout
+from animate_anyone.synthetic.characters import MOVES, Character, identity_id, make_character
+from animate_anyone.synthetic.drawing import (
+    Camera,
+    apply_lighting,
+    draw_background,
+    draw_character,
+    lighting,
+    stamp_frame_index,
+    stamp_layout,
+)
 from animate_anyone.synthetic.motion import dance, skeleton
 
 FPS = 30
@@ -108,12 +116,14 @@ def render_frames(spec: VideoSpec, stamp: bool = True):
     for si, shot in enumerate(spec.shots):
         ch = make_character(shot.character, spec.seed)
         bg = draw_background(spec.width, spec.height, shot.background, shot.camera, spec.seed)
+        light = lighting(spec.seed, shot.background)
         for k in range(shot.frames):
             t = k / spec.fps
             kp_fig = skeleton(ch, dance(shot.move, t, shot.tempo_hz, shot.phase))
             kp, scale = to_pixels(kp_fig, ch, shot.camera, spec.width, spec.height)
             img = bg.copy()
             draw_character(img, ch, kp, scale)
+            img = apply_lighting(img, light)
             if stamp:
                 stamp_frame_index(img, frame)
             inside = (kp[:, 0] >= 0) & (kp[:, 0] < spec.width) & (kp[:, 1] >= 0) & (kp[:, 1] < spec.height)
@@ -145,7 +155,8 @@ def write_video(spec: VideoSpec, out_dir: Path, stamp: bool = True, crf: int = 1
         "fps": spec.fps,
         "num_frames": T,
         "cuts": spec.cuts,
-        "shots": [{"start": int(s), "end": int(s + sh.frames), **asdict(sh)} for s, sh in zip([0, *spec.cuts], spec.shots)],
+        "shots": [{"start": int(s), "end": int(s + sh.frames), **asdict(sh), "identity": identity_id(spec.seed, sh.character)}
+                  for s, sh in zip([0, *spec.cuts], spec.shots)],
         "stamp": stamp_layout(spec.width, spec.height) if stamp else None,
         "keypoint_layout": "coco_wholebody_133",
     }
