@@ -26,8 +26,9 @@ from animate_anyone.tables.io import DataRoot, Dataset
 from animate_anyone.tables.selection import load_snapshot, selection_sql
 from animate_anyone.training.export import export_model
 
-EVAL_VERSION = "3"  # bump when the scores change for the same inputs (3: moving points at 0.2 of the box)
+EVAL_VERSION = "4"  # bump when the scores change for the same inputs (4: appearance, the pose-only baseline)
 STILL = "still-reference"
+POSE_ONLY = "pose-only-drawing"  # the driving skeleton drawn in the training clips' mean colours
 RUN_ID = re.compile(r"[A-Za-z0-9_.-]+-s[0-2]-[0-9a-f]{12}")
 
 
@@ -198,10 +199,14 @@ def candidates(cfg: PipelineConfig, what: str, base: Path | None = None) -> list
     return [model_candidate(resolve_model(what, root.path, base), what if "/" not in what else None)]
 
 
-def baseline_candidates(cfg: PipelineConfig, extra: list[str], base: Path | None = None) -> list[Candidate]:
-    """The still reference, the untrained model of ``train.size`` and the named models."""
+def baseline_candidates(cfg: PipelineConfig, extra: list[str], base: Path | None = None,
+                        snapshot_id: str | None = None) -> list[Candidate]:
+    """The still reference, the pose-only drawing (its colours from snapshot ``snapshot_id``'s
+    clips), the untrained model of ``train.size`` and the named models."""
     root = DataRoot.from_uri(cfg.data_root)
     out = [Candidate(STILL, "baseline", None, STILL)]
+    if snapshot_id:
+        out.append(Candidate(POSE_ONLY, "baseline", None, sha256_json([POSE_ONLY, snapshot_id])))
     if cfg.evaluate.untrained:
         out.append(model_candidate(untrained_model(cfg), f"untrained-{cfg.train.size}", "baseline"))
     for spec in list(cfg.evaluate.baselines) + list(extra):

@@ -19,10 +19,12 @@ from animate_anyone.tables.catalog import query
 
 
 def bench_table(root, bench: str) -> list[dict]:
-    """One row per evaluation of ``bench``: its run's fields and each metric's mean over clips."""
+    """One row per evaluation of ``bench``: its run's fields, each metric's mean over clips and, as
+    ``METRIC_sd``, its standard deviation over clips (none for one clip, nor for a whole-set value)."""
     rows = query(root, """
         SELECT r.eval_id, r.model_name, r.kind, r.checkpoint_step, r.train_run_id, r.stage, r.status,
-               r.clips_done, r.num_clips, x.metric, avg(x.value) AS value, count(*) AS clips
+               r.clips_done, r.num_clips, x.metric, avg(x.value) AS value, stddev_samp(x.value) AS sd,
+               count(*) AS clips
         FROM eval_runs r JOIN eval_results x USING (eval_id)
         WHERE r.bench = $bench AND x.frame_idx IS NULL
         GROUP BY ALL""", params={"bench": bench}).to_pylist()
@@ -32,6 +34,8 @@ def bench_table(root, bench: str) -> list[dict]:
                                                               "train_run_id", "stage", "status", "clips_done",
                                                               "num_clips")})
         item[r["metric"]] = r["value"]
+        if r["sd"] is not None and r["clips"] > 1:
+            item[f"{r['metric']}_sd"] = r["sd"]
     return sorted(by.values(), key=lambda d: (KIND_ORDER.get(d["kind"], 3), d["train_run_id"] or "",
                                               d["checkpoint_step"] or 0, d["model_name"]))
 
@@ -42,8 +46,14 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
 
 
+def _spread(row: dict, metric: str) -> str:
+    sd = row.get(f"{metric}_sd")
+    return _fmt(row.get(metric)) + (f" ± {_fmt(sd)}" if sd is not None and row.get(metric) is not None else "")
+
+
 def leaderboard_markdown(table: list[dict], title: str, notes: list[str] = ()) -> str:
-    """The bench as a markdown table; a number is shown only beside the still reference's."""
+    """The bench as a markdown table, each value as its mean over clips ± their standard deviation; a
+    number is shown only beside the still reference's."""
     if not any(r["model_name"] == "still-reference" for r in table):
         return f"# {title}\n\nNo still-reference baseline on this bench: its numbers are not shown.\n"
     cols = [c for c in COLUMNS if any(c[0] in r for r in table)]
@@ -51,7 +61,7 @@ def leaderboard_markdown(table: list[dict], title: str, notes: list[str] = ()) -
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         cells = [f"`{r['model_name']}`", r["kind"], str(r["checkpoint_step"] or ""),
-                 f"{r['clips_done']}/{r['num_clips']}"] + [_fmt(r.get(m)) for m, _, _ in cols]
+                 f"{r['clips_done']}/{r['num_clips']}"] + [_spread(r, m) for m, _, _ in cols]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -130,7 +140,13 @@ def write_reports(b, rows: list[dict]) -> dict:
              "pose fidelity: the pipeline's pose backend on the generated frames against the driving pose "
              "(PCK at 0.05 and 0.1 of the person's box size); 'moved frames': frames whose driving body moved "
              "clearly from the reference's; 'moving points': the points that moved more than 0.2 of the box "
-             "size from the reference's (a still reference scores near 0 there)"]
+             "size from the reference's (a still reference scores near 0 there)",
+             "appearance: CIEDE2000 between the mean Lab colours of body regions (head, torso, upper and lower "
+             "limbs) placed by the driving keypoints, generated against the real person, and against the "
+             "reference's person; 2.3 is about a just-noticeable difference",
+             "baselines: the reference held still, the driving skeleton drawn in the training clips' mean "
+             "colours (pose-only-drawing: follows the poses, takes nothing from the reference) and the "
+             "untrained model; every value is the mean over clips ± their standard deviation"]
     for name in ("lpips", "fid", "fvd", "identity"):
         if not b.settings.get(name) or (isinstance(b.settings[name], dict) and not b.settings[name].get("weights")):
             notes.append(f"{name}: not configured (evaluate.{name}); no weights given")

@@ -15,7 +15,7 @@ import numpy as np
 from filelock import FileLock
 
 from animate_anyone.clipstore import TrainClip
-from animate_anyone.evaluation.bench import STILL, Bench, Candidate
+from animate_anyone.evaluation.bench import Bench, Candidate
 from animate_anyone.files import atomic_path
 from animate_anyone.media.frames import to_uint8
 from animate_anyone.media.video import VideoWriter
@@ -70,7 +70,7 @@ def open_record(b: Bench, cand: Candidate, eval_id: str) -> Record:
     folder = folder_of(ds.root, eval_id)
     if previous and previous[0]["status"] == "finished" and not todo:
         return Record(ds, folder, previous[0], [], cached=True)
-    row = {"eval_id": eval_id, "bench": b.bench_id, "pipeline": b.cfg.name, "model": cand.path or STILL,
+    row = {"eval_id": eval_id, "bench": b.bench_id, "pipeline": b.cfg.name, "model": cand.path or cand.name,
            "model_name": cand.name, "kind": cand.kind, "model_fingerprint": cand.fingerprint,
            "train_run_id": cand.train_run_id, "stage": cand.stage, "checkpoint_step": cand.step,
            "snapshot_id": b.snapshot["snapshot_id"], "split": b.split, "num_clips": len(b.clips),

@@ -3,7 +3,8 @@
 What is scored (``candidates``): a model folder or name, every checkpoint of a training run
 (``RUN_ID``), or ``all-new`` — every checkpoint of each stage's newest training run and the
 pipeline's trained model that this bench has not scored yet. Beside them, always: the reference
-frame held still, and the untrained model of ``train.size`` (what training starts from), and any
+frame held still, the driving skeleton drawn in the training clips' mean colours
+(``baselines``), the untrained model of ``train.size`` (what training starts from), and any
 model ``evaluate.baselines`` names.
 
 Three parts do the work: ``bench`` (what to score), ``scoring`` (one clip's values) and
@@ -17,12 +18,14 @@ from pathlib import Path
 
 import torch
 
-from animate_anyone.clipstore import ClipStore, TrainClip
+from animate_anyone.clipstore import ClipStore, TrainClip, snapshot_clips
 from animate_anyone.config import PipelineConfig
 from animate_anyone.devices import resolve_device
 from animate_anyone.errors import AnimateAnyoneError
 from animate_anyone.evaluation import report, results
+from animate_anyone.evaluation.baselines import mean_colours, pose_drawing
 from animate_anyone.evaluation.bench import (
+    POSE_ONLY,
     Bench,
     Candidate,
     EvalInputError,
@@ -33,7 +36,14 @@ from animate_anyone.evaluation.bench import (
     prepare,
     run_checkpoints,
 )
-from animate_anyone.evaluation.scoring import Scorers, frechet, generate_clip, make_scorers, score_clip
+from animate_anyone.evaluation.scoring import (
+    Scorers,
+    driving_pixels,
+    frechet,
+    generate_clip,
+    make_scorers,
+    score_clip,
+)
 from animate_anyone.files import remove_tree
 from animate_anyone.models import store
 from animate_anyone.tables import failures
@@ -55,8 +65,20 @@ def _load(cand: Candidate, rec: results.Record, dtype: torch.dtype, device: str)
     return pipe
 
 
+def _baseline_video(b: Bench, cand: Candidate, clip: TrainClip, real01: torch.Tensor, colours) -> torch.Tensor:
+    """The still reference (frame 0 held) or the pose-only drawing (frame 0: the reference)."""
+    n = len(real01)
+    if cand.name != POSE_ONLY:
+        return real01[:1].expand(n, -1, -1, -1).clone()
+    e = b.cfg.evaluate
+    drawn = pose_drawing(driving_pixels(b.ds, clip, e.width, e.height, n), colours, e.width, e.height)
+    video = torch.from_numpy(drawn).permute(0, 3, 1, 2).float() / 255
+    video[0] = real01[0]
+    return video
+
+
 def _score_one(b: Bench, cand: Candidate, clip: TrainClip, pipe, scorers: Scorers, clips: ClipStore,
-               rec: results.Record, device: str, log) -> list[dict] | None:
+               rec: results.Record, device: str, log, colours=None) -> list[dict] | None:
     """Generate and score one clip and save it; None (recorded in ``failures``) when it cannot be."""
     e = b.cfg.evaluate
     try:
@@ -64,8 +86,8 @@ def _score_one(b: Bench, cand: Candidate, clip: TrainClip, pipe, scorers: Scorer
         n = min(e.frames, len(real))
         real01 = (real[:n] / 2 + 0.5).clamp(0, 1)
         t0 = time.perf_counter()
-        if pipe is None:  # the still reference: frame 0 held
-            generated = real01[:1].expand(n, -1, -1, -1).clone()
+        if pipe is None:
+            generated = _baseline_video(b, cand, clip, real01, colours)
         else:
             generated = generate_clip(pipe, real01, poses[:n], e, device)
         rec.timings["generate"] = rec.timings.get("generate", 0.0) + time.perf_counter() - t0
@@ -114,8 +136,12 @@ def evaluate_candidate(b: Bench, cand: Candidate, scorers: Scorers, clips: ClipS
             log(f"evaluate: {error.message}")
             return results.fail(rec, error.message)
         failed = 0
+        colours = None
+        if cand.name == POSE_ONLY and rec.todo:
+            e = b.cfg.evaluate
+            colours = mean_colours(b.ds, snapshot_clips(b.ds, b.snapshot), e.width, e.height)
         for clip in rec.todo:
-            rows = _score_one(b, cand, clip, pipe, scorers, clips, rec, device, log)
+            rows = _score_one(b, cand, clip, pipe, scorers, clips, rec, device, log, colours)
             failed += rows is None
             if rows is not None and on_clip:
                 on_clip(cand, clip, rows)
@@ -143,7 +169,7 @@ def evaluate(cfg: PipelineConfig, what: str | None = None, snapshot_id: str | No
     b = prepare(cfg, snapshot_id, split, clips)
     e = cfg.evaluate
     found = candidates(cfg, what or e.what, base)
-    found += [c for c in baseline_candidates(cfg, list(baselines), base) if c.fingerprint not in
+    found += [c for c in baseline_candidates(cfg, list(baselines), base, b.snapshot["snapshot_id"]) if c.fingerprint not in
               {f.fingerprint for f in found}]
     device = resolve_device(e.device)
     dtype = torch.float32 if device == "cpu" else getattr(torch, e.dtype)

@@ -1,5 +1,5 @@
 """Scoring: a model's video of one clip, and its per-frame and per-clip values beside the real
-frames (L1, PSNR, SSIM, LPIPS, identity, pose fidelity) plus the features the Fréchet distances
+frames (L1, PSNR, SSIM, LPIPS, identity, pose fidelity, appearance) plus the features the Fréchet distances
 are computed from over the whole clip set.
 
 Protocol (Animate Anyone, UniAnimate): the clip is animated from its first frame along its own
@@ -20,6 +20,7 @@ from animate_anyone.clipstore import TrainClip, crop_box
 from animate_anyone.config import PipelineConfig
 from animate_anyone.errors import AnimateAnyoneError
 from animate_anyone.evaluation import metrics
+from animate_anyone.evaluation.appearance import appearance_values
 from animate_anyone.evaluation.pose_fidelity import pose_fidelity
 from animate_anyone.media.frames import frame_scores, to_uint8
 from animate_anyone.pose.backends import load_backend
@@ -112,10 +113,11 @@ def _per_frame(ds, clip, real, generated, scorers: Scorers, cfg: PipelineConfig,
     if scorers.identity is not None:
         per_frame["identity"] = timed("identity", lambda: scorers.identity(g, real[0]))
     moved = [None] * (len(real) - 1)
+    driving = driving_pixels(ds, clip, e.width, e.height, len(real))
+    gen8, real8 = to_uint8(generated), to_uint8(real)
+    per_frame.update(timed("appearance", lambda: appearance_values(gen8, real8, real8[0], driving, driving[0])))
     if scorers.backend is not None:
-        driving = driving_pixels(ds, clip, e.width, e.height, len(real))
-        rows = timed("pose", lambda: pose_fidelity(scorers.backend, to_uint8(generated), driving, e.pose_min_side,
-                                                   e.moved))[1:]
+        rows = timed("pose", lambda: pose_fidelity(scorers.backend, gen8, driving, e.pose_min_side, e.moved))[1:]
         moved = [row.pop("moved") for row in rows]
         for key in rows[0] if rows else []:
             per_frame[key] = np.asarray([row.get(key, np.nan) for row in rows], np.float64)

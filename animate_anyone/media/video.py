@@ -174,7 +174,7 @@ def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
 # x264's output depends on its thread count, and by default that count follows the CPUs the process
 # may use (a container's limit, `taskset`, a worker's affinity): the same frames then encode to
 # different bytes on another machine, and clip hashes and snapshot ids change. A fixed count makes
-# the bytes a function of the frames and the settings alone (measured: benchmarks/results/README.md).
+# the bytes a function of the frames and the settings alone (tests/e2e/test_reproducible_cli.py).
 ENCODER_THREADS = 2
 
 

@@ -60,7 +60,7 @@ class _Garment:
     def poly(self, pts) -> None:
         _poly(self.mask, pts, 255)
 
-    def fill(self, colour, pattern: str, accent, anchor: np.ndarray, period: float, split_y: float | None = None) -> None:
+    def fill(self, colour, pattern: str, accent, anchor: np.ndarray, period: float) -> None:
         x, y, w, h = cv2.boundingRect(self.mask)
         if w == 0 or h == 0:
             return
@@ -73,8 +73,8 @@ class _Garment:
             second = (np.floor(u) + np.floor(v)) % 2 == 1
         elif pattern == "dots":
             second = ((u - np.round(u)) ** 2 + (v - np.round(v)) ** 2) < 0.09
-        elif pattern == "two-tone" and split_y is not None:
-            second = yy > split_y
+        elif pattern == "two-tone":  # the dancer's left and right halves
+            second = xx > anchor[0]
         else:
             second = np.zeros((h, w), bool)
         fill = np.where(second[..., None], np.array(accent, np.float32), np.array(colour, np.float32))
@@ -116,13 +116,11 @@ def draw_character(img: np.ndarray, ch: Character, kp: np.ndarray, scale: float)
     else:
         legs.poly([rh - 0.5 * lw * out, lh + 0.5 * lw * out, lh + 0.5 * lw * out + 0.8 * lw * np.array([0, 1]),
                    rh - 0.5 * lw * out + 0.8 * lw * np.array([0, 1])])
-    knee_y = (g("left_knee")[1] + g("right_knee")[1]) / 2
-    legs.fill(ch.legs, ch.legs_pattern, ch.legs_accent, anchor, period, split_y=knee_y)
+    legs.fill(ch.legs, ch.legs_pattern, ch.legs_accent, anchor, period)
     # torso
     shirt = _Garment(img)
     shirt.poly([rs - 0.35 * lw * out, ls + 0.35 * lw * out, lh + 0.45 * lw * out, rh - 0.45 * lw * out])
-    waist_y = (ls[1] + rs[1] + 2 * lh[1] + 2 * rh[1]) / 6
-    shirt.fill(ch.shirt, ch.shirt_pattern, ch.shirt_accent, anchor, period, split_y=waist_y)
+    shirt.fill(ch.shirt, ch.shirt_pattern, ch.shirt_accent, anchor, period)
     if ch.accessory == "belt":
         _line(img, rh - 0.5 * lw * out - 0.3 * lw * down, lh + 0.5 * lw * out - 0.3 * lw * down, ch.accessory_colour, 0.5 * lw)
     # neck and head
@@ -171,7 +169,7 @@ def draw_character(img: np.ndarray, ch: Character, kp: np.ndarray, scale: float)
             sleeves.line(el, el + 0.85 * (wr - el), 0.95 * lw)
         else:  # sleeveless: a strap over the shoulder
             sleeves.line(sh, sh + 0.12 * (el - sh), 0.9 * lw)
-    sleeves.fill(ch.shirt, "plain" if ch.shirt_pattern == "two-tone" else ch.shirt_pattern, ch.shirt_accent, anchor, period)
+    sleeves.fill(ch.shirt, ch.shirt_pattern, ch.shirt_accent, anchor, period)
     for side in ("left", "right"):
         wr, el = g(f"{side}_wrist"), g(f"{side}_elbow")
         if ch.accessory == "wristbands":

@@ -70,9 +70,9 @@ def dance(move: str, t: float, tempo: float, phase: float) -> PoseParams:
         p.arm = (0.4 + 0.8 * lift_r, 0.4 + 0.8 * lift_l)
         p.elbow = (0.9, 0.9)
     elif move == "reach":  # one arm then the other straight overhead, leaning into it
-        p.arm = (1.6 + 1.3 * s, 1.6 - 1.3 * s)
-        p.elbow = (0.1, 0.1)
-        p.lean = -0.12 * s
+        p.arm = (1.5 + 1.1 * s, 1.5 - 1.1 * s)
+        p.elbow = (0.15, 0.15)
+        p.lean = -0.1 * s
         p.dx = -0.04 * s
         p.hip = (0.1 + 0.06 * s, 0.1 - 0.06 * s)
         p.curl = (0.0, 0.0)

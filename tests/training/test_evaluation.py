@@ -79,9 +79,16 @@ def test_all_new_scores_every_checkpoint_once_beside_the_baselines(train_root, t
     s1 = [p.name for p in (root.path / "checkpoints").glob("t-s1-*")][0]
     s2 = [p.name for p in (root.path / "checkpoints").glob("t-s2-*")][0]
     # stage 1 keeps steps 3 and 6, stage 2 steps 2 and 4; stage 2's last is the trained model itself
-    assert set(names) == {f"{s1}@3", f"{s1}@6", f"{s2}@2", "tiny", "still-reference", "untrained-tiny"}
+    assert set(names) == {f"{s1}@3", f"{s1}@6", f"{s2}@2", "tiny", "still-reference", "pose-only-drawing",
+                          "untrained-tiny"}
     assert all(r["status"] == "finished" and r["clips_done"] == 2 for r in result["runs"]), result["runs"]
     assert names["tiny"]["checkpoint_step"] == 4 and names[f"{s1}@6"]["stage"] == 1
+    # every baseline has its appearance scores in eval_results, on every clip
+    scored = query(root, "SELECT r.model_name, count(DISTINCT x.clip_id) AS clips FROM eval_runs r JOIN eval_results x "
+                         "USING (eval_id) WHERE r.kind = 'baseline' AND x.metric = 'appearance_real' "
+                         "AND x.frame_idx IS NULL GROUP BY ALL").to_pylist()
+    assert {r["model_name"]: r["clips"] for r in scored} == {"still-reference": 2, "pose-only-drawing": 2,
+                                                             "untrained-tiny": 2}
     # the recipes of docs/queries.md answer the questions people ask
     recipe = _recipes()
     per_step = query(root, recipe["metric_over_steps"].format(metric="psnr")).to_pylist()
