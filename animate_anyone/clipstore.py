@@ -20,6 +20,7 @@ import torch
 from animate_anyone.errors import PermanentError
 from animate_anyone.ids import sha256_file, sha256_json
 from animate_anyone.media.video import iter_frames
+from animate_anyone.pose import layouts
 from animate_anyone.pose.render import draw_pose, read_clip_poses
 
 
@@ -108,34 +109,58 @@ def crop_box(width: int, height: int, out_w: int, out_h: int) -> tuple[int, int,
 class ClipStore:
     """Decoded frames and drawn poses of clips at the training size, with a small LRU cache.
 
-    ``frames(clip)``: (N, 3, H, W) in [-1, 1]; ``poses(clip)``: (N, 3, H, W) in [0, 1]. A clip whose
-    file no longer has the bytes the clips table recorded is an error naming it.
+    ``get(clip)``: frames (N, 3, H, W) in [-1, 1] and pose images (N, 3, H, W) in [0, 1];
+    ``body(clip)``: the main person's 17 body points per frame (N, 17, 2; x and y in [0, 1] of the
+    crop) and their scores (N, 17); ``mirrored(clip)``: the pose images of the mirror image (left
+    and right swapped, then flipped), drawn when the store is made with ``mirror=True``. A clip
+    whose file no longer has the bytes the clips table recorded is an error naming it.
     """
 
-    def __init__(self, ds, width: int, height: int, cache: int = 64):
+    def __init__(self, ds, width: int, height: int, cache: int = 64, mirror: bool = False):
         from diffusers.image_processor import VaeImageProcessor
 
-        self.ds, self.width, self.height, self.cache = ds, width, height, cache
+        self.ds, self.width, self.height, self.cache, self.mirror = ds, width, height, cache, mirror
         self.images = VaeImageProcessor(vae_scale_factor=1)  # the pipeline's processors, same resize
         self.pose_images = VaeImageProcessor(vae_scale_factor=1, do_normalize=False)
-        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple] = OrderedDict()
 
-    def _load(self, clip: TrainClip) -> tuple[torch.Tensor, torch.Tensor]:
+    def _draw(self, clip: TrainClip, people: dict, box, n: int, mirror: bool) -> torch.Tensor:
+        empty = (np.zeros((0, 133, 2), np.float32), np.zeros((0, 133), np.float32))
+        drawn = []
+        for i in range(n):
+            kps, scores = people.get(i, empty)
+            kps, scores = kps[:1], scores[:1]  # the main person, as animate draws
+            if mirror and len(kps):  # the mirrored person, drawn back in place: its left is drawn as right
+                kps, scores = kps[:, layouts.MIRROR] * np.array([-1.0, 1.0], np.float32) + np.array([1.0, 0.0], np.float32), scores[:, layouts.MIRROR]
+            canvas = draw_pose((clip.width, clip.height), kps, scores)
+            if mirror:
+                canvas = np.ascontiguousarray(canvas[:, ::-1])
+            drawn.append(PIL.Image.fromarray(canvas).crop(box))
+        poses = self.pose_images.preprocess(drawn, height=self.height, width=self.width)
+        return poses.flip(-1) if mirror else poses
+
+    def _body(self, clip: TrainClip, people: dict, box, n: int) -> tuple[np.ndarray, np.ndarray]:
+        left, top, right, bottom = box
+        pts, seen = np.zeros((n, 17, 2), np.float32), np.zeros((n, 17), np.float32)
+        for i in range(n):
+            kps, scores = people.get(i, (np.zeros((0, 133, 2)), np.zeros((0, 133))))
+            if len(kps):
+                px = kps[0, :17] * np.array([clip.width, clip.height])
+                pts[i] = (px - np.array([left, top])) / np.array([right - left, bottom - top])
+                seen[i] = scores[0, :17]
+        return pts, seen
+
+    def _load(self, clip: TrainClip) -> tuple:
         path = verify_clip_file(clip)
         box = crop_box(clip.width, clip.height, self.width, self.height)
         images = [PIL.Image.fromarray(f.to_ndarray(format="rgb24")).crop(box) for f in iter_frames(path)]
         _, people = read_clip_poses(self.ds.root, clip.clip_id)
-        empty = (np.zeros((0, 133, 2), np.float32), np.zeros((0, 133), np.float32))
-        drawn = []
-        for i in range(len(images)):
-            kps, scores = people.get(i, empty)
-            canvas = draw_pose((clip.width, clip.height), kps[:1], scores[:1])  # the main person, as animate draws
-            drawn.append(PIL.Image.fromarray(canvas).crop(box))
         frames = self.images.preprocess(images, height=self.height, width=self.width)
-        poses = self.pose_images.preprocess(drawn, height=self.height, width=self.width)
-        return frames, poses
+        poses = self._draw(clip, people, box, len(images), mirror=False)
+        mirrored = self._draw(clip, people, box, len(images), mirror=True) if self.mirror else None
+        return frames, poses, self._body(clip, people, box, len(images)), mirrored
 
-    def get(self, clip: TrainClip) -> tuple[torch.Tensor, torch.Tensor]:
+    def _item(self, clip: TrainClip) -> tuple:
         if clip.clip_id in self._cache:
             self._cache.move_to_end(clip.clip_id)
             return self._cache[clip.clip_id]
@@ -145,3 +170,15 @@ class ClipStore:
             while len(self._cache) > self.cache:
                 self._cache.popitem(last=False)
         return item
+
+    def get(self, clip: TrainClip) -> tuple[torch.Tensor, torch.Tensor]:
+        frames, poses, _, _ = self._item(clip)
+        return frames, poses
+
+    def body(self, clip: TrainClip) -> tuple[np.ndarray, np.ndarray]:
+        return self._item(clip)[2]
+
+    def mirrored(self, clip: TrainClip) -> torch.Tensor:
+        if not self.mirror:
+            raise ValueError("this ClipStore draws no mirrored poses (make it with mirror=True)")
+        return self._item(clip)[3]

@@ -37,6 +37,26 @@ class Animate(_Strict):
 Precision = Literal["no", "bf16", "fp16"]
 
 
+class Augment(_Strict):
+    """Changes to each training sample, the same for its target frames, reference and pose, so that
+    a model learns to take the look from the reference instead of remembering the training people.
+    All off by default: a pipeline turns on what suits its data (the demo: every one)."""
+
+    flip: float = Field(0.0, ge=0.0, le=1.0)  # chance of a mirror image; the pose's left and right swap
+    scale: float = Field(0.0, ge=0.0, le=0.5)  # zoom by a factor in [1 - scale, 1 + scale]
+    shift: float = Field(0.0, ge=0.0, le=0.5)  # move by up to this fraction of the width and height
+    # brightness, contrast and saturation by a factor in [1 - colour, 1 + colour] and hue by up to
+    # colour/2 turns: one draw for the target frames and the reference together
+    colour: float = Field(0.0, ge=0.0, le=0.5)
+    # the reference: of this many frames away from the target, the one whose body pose is farthest
+    # from the target's (1: any one of them)
+    reference_far: int = Field(1, ge=1, le=32)
+
+    @property
+    def geometric(self) -> bool:
+        return bool(self.scale or self.shift)
+
+
 class TrainStage(_Strict):
     """One training stage (docs/design.md §4). Sizes are the training frames' (width, height)."""
 
@@ -72,6 +92,7 @@ class TrainStage(_Strict):
     max_bad_steps: int = Field(10, ge=1)  # NaN/inf losses in a row before the run stops
     workers: int = Field(0, ge=0, le=64)  # data-loading processes per training process
     cache_clips: int = Field(64, ge=0)  # decoded clips kept in memory per loading process
+    augment: Augment = Augment()
 
 
 class TrainInit(_Strict):

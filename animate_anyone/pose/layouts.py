@@ -30,6 +30,28 @@ LEFT_HAND_SLICE = slice(91, 112)
 RIGHT_HAND_SLICE = slice(112, 133)
 INDEX = {name: i for i, name in enumerate(NAMES)}
 
+
+def _mirror_names() -> list[int]:
+    """For each point, the point it becomes in a mirror image (left and right swap)."""
+    swap = {"left": "right", "right": "left"}
+    # iBUG 68: the jaw, brows, nostrils, eyes and mouth reverse; the nose bridge and mouth centre stay
+    face = list(range(17))[::-1] + list(range(17, 27))[::-1] + [27, 28, 29, 30] + list(range(31, 36))[::-1]
+    face += [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    face += [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65]
+    out = []
+    for name in NAMES:
+        side, _, rest = name.partition("_")
+        if name.startswith("face_"):
+            out.append(INDEX[f"face_{face[int(name[5:])]}"])
+        elif side in swap:
+            out.append(INDEX[f"{swap[side]}_{rest}"])
+        else:
+            out.append(INDEX[name])
+    return out
+
+
+MIRROR = _mirror_names()  # keypoints[MIRROR] with x → width − x is the mirrored person
+
 assert NUM_KEYPOINTS == 133
 
 # --- OpenPose-18 (the drawing Animate Anyone's pose guider was trained on) -------------------------

@@ -7,7 +7,7 @@ clip's own size with `pose.render.draw_pose` (what `animate` draws) and resized 
 pipeline's pose processor; frames with its image processor.
 
 Which sample comes at (step, i) is a pure function of the run's seed, the step and the sample's
-index in the global batch, so a resumed run, or a run split over more processes, sees exactly
+index in the global batch (and so is its augmentation, ``training.augment``), so a resumed run, or a run split over more processes, sees exactly
 the same data (the data position of a checkpoint is its step).
 """
 
@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from animate_anyone.clipstore import ClipStore, TrainClip, TrainDataError, crop_box, snapshot_clips
+from animate_anyone.config import Augment
+from animate_anyone.training import augment
 
 __all__ = ["ClipStore", "crop_box", "StepBatches", "TrainClip", "TrainDataError", "TrainSamples", "sample_seed", "snapshot_clips"]
 
@@ -30,7 +32,7 @@ class TrainSamples(torch.utils.data.Dataset):
     """Samples addressed by (step, index in the global batch); see the module's docstring."""
 
     def __init__(self, clips: list[TrainClip], store: ClipStore, seed: int, frames: int = 1, stride: int = 1,
-                 min_gap: int | None = None):
+                 min_gap: int | None = None, augment: Augment | None = None):
         span = (frames - 1) * stride + 1
         self.clips = [c for c in clips if c.num_frames >= span + 1]
         if not self.clips:
@@ -39,6 +41,9 @@ class TrainSamples(torch.utils.data.Dataset):
                                  "clips_too_short")
         self.store, self.seed, self.frames, self.stride, self.span = store, seed, frames, stride, span
         self.min_gap = min_gap
+        self.augment = augment or Augment()
+        if self.augment.flip and not store.mirror:
+            raise ValueError("augment.flip needs a ClipStore made with mirror=True")
 
     def __len__(self) -> int:  # addressed by key, not by position
         return 2**31
@@ -55,15 +60,33 @@ class TrainSamples(torch.utils.data.Dataset):
         gap = self.min_gap if self.min_gap is not None else max(1, n // 8)
         far = [f for f in range(n) if f < start - gap or f > start + self.span - 1 + gap]
         pool = far or [f for f in range(n) if f not in target] or list(range(n))
+        if self.augment.reference_far > 1:  # of a few candidates, the farthest in body pose
+            tried = [int(pool[int(k)]) for k in rng.integers(len(pool), size=self.augment.reference_far)]
+            return clip, target, self._farthest(clip, target[0], tried), s
         return clip, target, int(pool[int(rng.integers(len(pool)))]), s
+
+    def _farthest(self, clip: TrainClip, target: int, candidates: list[int]) -> int:
+        """The candidate frame whose body points (seen in both) lie farthest from the target's."""
+        points, scores = self.store.body(clip)
+
+        def distance(f: int) -> float:
+            both = (scores[f] > 0.3) & (scores[target] > 0.3)
+            return float(np.linalg.norm(points[f][both] - points[target][both], axis=-1).mean()) if both.any() else 0.0
+
+        return max(candidates, key=lambda f: (distance(f), -f))
 
     def __getitem__(self, key) -> dict:
         step, index = key
         clip, target, ref, s = self.pick(step, index)
         frames, poses = self.store.get(clip)
-        return {"pixels": frames[target],  # (F, 3, H, W) in [-1, 1]
-                "poses": poses[target],  # (F, 3, H, W) in [0, 1]
-                "reference": frames[ref],  # (3, H, W) in [-1, 1]
+        pixels, reference, pose = frames[target], frames[ref], poses[target]
+        if self.augment != Augment():
+            p = augment.draw(self.augment, s)
+            mirrored = self.store.mirrored(clip)[target] if p["flip"] else None
+            pixels, reference, pose = augment.apply(self.augment, p, pixels, reference, pose, mirrored)
+        return {"pixels": pixels,  # (F, 3, H, W) in [-1, 1]
+                "poses": pose,  # (F, 3, H, W) in [0, 1]
+                "reference": reference,  # (3, H, W) in [-1, 1]
                 "seed": torch.tensor(s, dtype=torch.int64)}
 
 

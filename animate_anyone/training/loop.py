@@ -149,9 +149,10 @@ def build(job: StageJob, accelerator: Accelerator) -> StageParts:
     components = _start_components(job)
     ds = Dataset(job.data_root, job.dataset)
     clips = data.snapshot_clips(ds, job.snapshot)
-    frames = ClipStore(ds, stage.width, stage.height, stage.cache_clips)
+    frames = ClipStore(ds, stage.width, stage.height, stage.cache_clips, mirror=stage.augment.flip > 0)
     train_clips = [c for c in clips if c.split == "train"] or clips
-    samples = data.TrainSamples(train_clips, frames, train.seed, frames=stage.frames, stride=stage.stride)
+    samples = data.TrainSamples(train_clips, frames, train.seed, frames=stage.frames, stride=stage.stride,
+                                augment=stage.augment)
     val_clips = ([c for c in clips if c.split == "val"] or train_clips)[: stage.val_clips]
     if job.stage == 0:
         module, loss_fn = objective.VaeAutoencoder(components["vae"]), objective.vae_loss
