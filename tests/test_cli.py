@@ -110,7 +110,7 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
                           "--max-train-steps", "2"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "7 ok, 0 duplicate, 0 failed" in out.stdout
+    assert "44 ok, 0 duplicate, 0 failed" in out.stdout
     # the native libraries' log lines are hidden (MediaPipe's TFLite wrote about a hundred)
     assert "Feedback manager" not in out.stderr and "W0000" not in out.stderr
     root = DataRoot.from_uri(tmp_path / "data")
@@ -159,7 +159,7 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
     evals = query(root, "SELECT model_name, kind, split, status FROM eval_runs ORDER BY kind, model_name").to_pylist()
     assert {(e["model_name"], e["kind"], e["split"], e["status"]) for e in evals} >= {
         ("demo", "model", "test", "finished"), ("still-reference", "baseline", "test", "finished"),
-        ("untrained-puppet", "baseline", "test", "finished")}
+        ("untrained-puppet", "baseline", "test", "finished"), ("pose-only-drawing", "baseline", "test", "finished")}
     test_clips = {r["clip_id"] for r in query(root, "SELECT clip_id FROM clips WHERE split = 'test'").to_pylist()}
     scored = {r["clip_id"] for r in query(root, "SELECT DISTINCT clip_id FROM eval_results WHERE clip_id IS NOT NULL")
               .to_pylist()}
