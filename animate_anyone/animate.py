@@ -173,8 +173,8 @@ def plan(cfg: PipelineConfig, request: AnimateRequest) -> AnimateJob:
 def resolve_sources(ds, reference: str | None, pose: str | None,
                     base: Path | None = None) -> tuple[str | None, str | None]:
     """Expand ``pose: auto`` (the first clip of the latest selection snapshot, val split first) and
-    ``reference: clip:ID`` / ``clip:auto`` (that clip's first frame, or another snapshot clip's than
-    the pose's, saved as a PNG under outputs/animate/references/). Relative files are taken from
+    ``reference: clip:ID`` / ``clip:auto`` / ``clip:held-out`` (that clip's first frame, another
+    snapshot clip's than the pose's, or the first test-split clip's: a dancer training never saw), saved as a PNG under outputs/animate/references/). Relative files are taken from
     ``base``."""
     import PIL.Image
 
@@ -201,7 +201,14 @@ def resolve_sources(ds, reference: str | None, pose: str | None,
     if reference and reference.startswith("clip:"):
         wanted = reference[5:]
         others = [r for r in rows if r["clip_id"] != pose] or rows
-        row = next((r for r in rows if r["clip_id"] == wanted), None) if wanted != "auto" else others[0]
+        if wanted == "held-out":  # a stranger: the first clip of the test split, which no snapshot trains on
+            held = sorted((r for r in ds.read("clips").to_pylist() if r["split"] == "test"), key=lambda r: r["clip_id"])
+            if not held:
+                raise AnimateInputError(f"reference {reference}: dataset {ds.name!r} has no clip in the test split",
+                                        "unknown_clip")
+            row = held[0]
+        else:
+            row = next((r for r in rows if r["clip_id"] == wanted), None) if wanted != "auto" else others[0]
         if row is None:
             raise AnimateInputError(f"reference {reference}: no such clip in the snapshot", "unknown_clip")
         out = ds.root.path / "outputs" / "animate" / "references" / f"{row['clip_id']}.png"

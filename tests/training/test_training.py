@@ -434,3 +434,23 @@ def test_stage_zero_weighs_the_pixels_near_the_person():
     assert float(vae_loss(Fixed(on_person), frozen, batch, plain, "cpu")[0]) == pytest.approx(
         float(vae_loss(Fixed(on_room), frozen, batch, plain, "cpu")[0]))
     assert isinstance(VaeAutoencoder(vae), torch.nn.Module)
+
+
+def test_a_held_out_reference_is_a_test_clips_first_frame(train_root):
+    import PIL.Image
+
+    from animate_anyone.animate import AnimateInputError, resolve_sources
+    from animate_anyone.tables.io import Dataset as Ds
+
+    ds = Ds(train_root, "demo")
+    with pytest.raises(AnimateInputError, match="has no clip in the test split"):
+        resolve_sources(ds, "clip:held-out", "auto")
+    # mark one clip of the dataset as held out: its first frame becomes the reference
+    rows = ds.read("clips").to_pylist()
+    source = rows[-1]["source_id"]
+    part = [dict(r, split="test") if r["source_id"] == source else r for r in ds.read_part("clips", source)]
+    ds.write_all([("clips", source, part)])
+    reference, pose = resolve_sources(ds, "clip:held-out", "auto")
+    held = sorted(r["clip_id"] for r in part)[0]
+    assert Path(reference).name == f"{held}.png" and PIL.Image.open(reference).size == (part[0]["width"], part[0]["height"])
+    assert pose in load_snapshot(ds)["clip_ids"]
