@@ -40,12 +40,13 @@ def test_evaluate_a_run_then_again_then_a_killed_one(cli, trained):
     assert "still-reference" in first.stdout and f"{run_id}@3" in first.stdout and "leaderboard:" in first.stdout
     rows = _runs(cli)
     assert {(r["model_name"], r["status"], r["clips_done"]) for r in rows} == {
-        (f"{run_id}@3", "finished", 2), (f"{run_id}@6", "finished", 2), ("still-reference", "finished", 2)}
+        (f"{run_id}@3", "finished", 2), (f"{run_id}@6", "finished", 2), ("still-reference", "finished", 2),
+        ("pose-only-drawing", "finished", 2)}
     # a new process loads the model folder stage 1 saved, by relative path
     t0 = time.time()
     cli("evaluate", "--model", run_id)  # all cached: nothing is generated again
     assert time.time() - t0 < 60
-    assert len(_runs(cli)) == 3
+    assert len(_runs(cli)) == 4
     by_path = cli("evaluate", "--model", "data/models/tiny-stage1", "--clips", "1")
     assert "tiny-stage1" in by_path.stdout
     # kill an evaluation after its first clip, then the same command finishes the rest
