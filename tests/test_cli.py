@@ -98,17 +98,19 @@ def test_readme_starts_with_the_two_commands():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2000)  # the subprocess's own limit is 1500 s
+@pytest.mark.timeout(3000)  # the subprocess's own limit is 2700 s
 def test_main_job_runs_the_demo_end_to_end(tmp_path):
     """What `make demo` runs after installing: the demo pipeline, through the real CLI."""
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "COLUMNS": "250"}  # rich wraps tables at 80 columns without a terminal
     env.pop("PREFECT_API_URL", None)
-    # the demo's training takes about 15 minutes on 2 cores (benchmarks/results/train-*.json); here
-    # every stage stops after 2 steps, which runs each of them, saves and validates
+    # the demo's training takes about 25 minutes on 2 cores (benchmarks/results/train-*.json); here
+    # every stage stops after 2 steps, which runs each of them, saves and validates. The rest (44
+    # videos ingested and posed, 8 held-out clips scored for 5 candidates) took 10.5 minutes alone
+    # on 2 cores, and over 25 beside the suite's other worker in CI
     out = subprocess.run([sys.executable, "-m", "animate_anyone.cli", "run", "demo", "--data-root", str(tmp_path / "data"),
                           "--max-train-steps", "2"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1500)
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=2700)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "44 ok, 0 duplicate, 0 failed" in out.stdout
     # the native libraries' log lines are hidden (MediaPipe's TFLite wrote about a hundred)

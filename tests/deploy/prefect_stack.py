@@ -114,7 +114,8 @@ def write_pipelines(path: Path, data_root: Path, **deploy) -> Path:
     demo["sources"]["puppets"].update({"count": 1, "seed": 5, "width": 256, "height": 448, "seconds": 7})
     demo["ingest"]["download"]["retries"] = {"attempts": 2, "backoff_s": 0.05, "max_backoff_s": 0.1, "jitter": 0.1}
     demo["data_root"] = str(data_root)
-    demo["animate"].update(model="tiny-random", height=64, width=32, frames=4, steps=2)
+    # one video has no test split, so no stranger to take the reference from: another clip's frame
+    demo["animate"].update(model="tiny-random", height=64, width=32, frames=4, steps=2, reference="clip:auto")
     demo["deploy"] = deploy
     cfg["pipelines"] = {"test": demo}
     cfg["default"] = "test"
