@@ -50,6 +50,7 @@ bench: install
 	@# after `make demo` (it trains in ./data): stage speeds and the model's pose-following
 	$(BIN)/python benchmarks/train.py cpu --data-root data
 	$(BIN)/python benchmarks/evaluate.py --data-root data
+	$(BIN)/python benchmarks/ceiling.py --data-root data
 
 clean:
 	rm -rf $(VENV) data benchmarks/work

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from train_data import CONFIG, build_train_root
@@ -76,6 +79,16 @@ def test_evaluate_a_run_then_again_then_a_killed_one(cli, trained):
                                 "WHERE r.metric = 'psnr' AND r.frame_idx IS NULL AND e.model_name = 'tiny-stage0'",
                        "--format", "json").stdout)[0]["n"]
     assert n == 2  # its two clips, once each
+    # the bench's ceiling (benchmarks/ceiling.py): the real frames score as perfect copies of
+    # themselves, and the VAE's round trip of stage 0's model costs something
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "ceiling.py"
+    out = subprocess.run([sys.executable, str(script), "--data-root", "data", "--model", "tiny-stage0",
+                          "--out", "ceiling.json"], cwd=cli.cwd, env=cli.env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ceiling = json.loads((cli.cwd / "ceiling.json").read_text())
+    real, vae = ceiling["results"]["real frames"], ceiling["results"]["VAE round trip"]
+    assert len(ceiling["clips"]) == 2 and real["psnr"]["mean"] == 100 and real["ssim"]["mean"] == 1
+    assert 5 < vae["psnr"]["mean"] < 60 and len(vae["psnr"]["per_clip"]) == 2
 
 
 BAD = [(["--clips", "0"], "--clips"), (["--clips", "-2"], "--clips"), (["--clips", "two"], "--clips"),
