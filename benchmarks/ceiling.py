@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,12 +47,12 @@ def main() -> None:
     from animate_anyone.config import load_config
     from animate_anyone.evaluation.run import make_scorers, prepare, score_clip
     from animate_anyone.models import store
+    from animate_anyone.pipeline import resolve_model
 
     cfg = load_config(args.pipeline, args.config, data_root=args.data_root)
     e = cfg.evaluate
     b = prepare(cfg, None, args.split, args.clips)
-    model = Path(args.model) if args.model and Path(args.model).is_dir() else \
-        b.ds.root.path / "models" / (args.model or cfg.train.output)
+    model = resolve_model(args.model or cfg.train.output, b.ds.root.path, Path.cwd())
     vae = store.load_components(store.require_model(model))["vae"].eval()
     scorers = make_scorers(cfg, "cpu")
     frames = ClipStore(b.ds, e.width, e.height, cache=len(b.clips))
@@ -84,5 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()

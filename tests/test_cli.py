@@ -104,7 +104,7 @@ def test_main_job_runs_the_demo_end_to_end(tmp_path):
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "COLUMNS": "250"}  # rich wraps tables at 80 columns without a terminal
     env.pop("PREFECT_API_URL", None)
-    # the demo's training takes about 25 minutes on 2 cores (benchmarks/results/train-*.json); here
+    # training is most of the demo's time on 2 cores (benchmarks/results/README.md); here
     # every stage stops after 2 steps, which runs each of them, saves and validates. The rest (44
     # videos ingested and posed, 8 held-out clips scored for 5 candidates) took 10.5 minutes alone
     # on 2 cores, and over 25 beside the suite's other worker in CI
