@@ -1,0 +1,175 @@
+"""UniAnimate (arXiv 2406.01188), the second model family: a video UNet with no ReferenceNet.
+
+The trunk is diffusers' `UNet3DConditionModel` (the ModelScope-T2V / VideoComposer video UNet)
+with 12 input channels. What UniAnimate adds is here, as diffusers-style modules:
+
+- the driving poses go through a small encoder (conv, 2× average pool, two stride-2 convs) and a
+  one-layer transformer across frames at every pixel, to 8 channels added beside the 4 latent
+  channels of every noisy frame; the first-frame image (``local_image``, for continuing a video
+  from a frame) takes an encoder of the same shape into the same 8 channels;
+- the reference image's latent (3 stride-1 convs) and the reference's pose (the pose encoder's
+  shape, 12 channels out) make a 12-channel **frame 0** put before the noisy frames on the time
+  axis; the UNet sees F+1 frames and frame 0 is dropped from its output;
+- the context is the empty prompt's 77 text tokens (stored, computed once) and 4 tokens from the
+  reference's CLIP image embedding (Linear-SiLU-Linear).
+
+Layout and sizes: `full` holds exactly the 1544 tensors (1,416,564,300 parameters) of the released
+``unianimate_16f_32f_non_ema_223000.pth``; `convert_unianimate` maps that file's keys onto these
+modules and back (docs/models.md).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+# The released trunk: ModelScope-T2V's UNet at SD-2.1 widths, 12 input channels (4 latent + 8
+# condition), OpenCLIP ViT-H's 1024-d context; diffusers names the head count attention_head_dim.
+FULL_UNET = dict(
+    in_channels=12, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    cross_attention_dim=1024, attention_head_dim=64, norm_num_groups=32, norm_eps=1e-5,
+    down_block_types=("CrossAttnDownBlock3D",) * 3 + ("DownBlock3D",),
+    up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * 3,
+)
+TINY_UNET = dict(
+    FULL_UNET, layers_per_block=1, block_out_channels=(32, 64), cross_attention_dim=32, attention_head_dim=8,
+    norm_num_groups=8, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+)
+# The CPU-trainable size beside Animate Anyone's puppet model: 3 levels of 32, 64, 64 channels,
+# attention at the two coarser ones, a 32-d context.
+PUPPET_UNET = dict(
+    FULL_UNET, layers_per_block=1, block_out_channels=(32, 64, 64), cross_attention_dim=32, attention_head_dim=16,
+    norm_num_groups=32, down_block_types=("DownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D"),
+    up_block_types=("CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "UpBlock3D"),
+)
+FULL_CONDITIONER = dict(latent_channels=4, condition_channels=8, hidden_channels=32, image_embed_dim=1024,
+                        cross_attention_dim=1024, num_image_tokens=4, mixer_heads=2, mixer_layers=1)
+TINY_CONDITIONER = dict(FULL_CONDITIONER, hidden_channels=8, image_embed_dim=32, cross_attention_dim=32)
+PUPPET_CONDITIONER = dict(FULL_CONDITIONER, hidden_channels=16, image_embed_dim=32, cross_attention_dim=32)
+TEXT_TOKENS = 77  # the empty prompt through OpenCLIP ViT-H-14's text tower
+
+
+class FrameMixerLayer(nn.Module):
+    """Pre-norm self-attention across frames, then an un-normalised feed-forward, both residual
+    (the released condition encoders' layer; every head as wide as the channels)."""
+
+    def __init__(self, channels: int, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(channels)
+        self.to_qkv = nn.Linear(channels, 3 * heads * channels, bias=False)
+        self.to_out = nn.Linear(heads * channels, channels)
+        self.ff = nn.Sequential(nn.Linear(channels, 4 * channels), nn.GELU(), nn.Linear(4 * channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, frames, C)
+        n, f, _ = x.shape
+        q, k, v = (t.reshape(n, f, self.heads, -1).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, f, -1)
+        x = self.to_out(a) + x
+        return self.ff(x) + x
+
+
+class ConditionEncoder(ModelMixin, ConfigMixin):
+    """Images of a video, ``(B, C, F, H, W)``, to condition channels at the latent size
+    ``(B, out, F, H/8, W/8)`` when ``downsample`` (pose images: conv, 2× average pool, two stride-2
+    convs), else at the input size (a latent: three stride-1 convs); then a transformer across
+    frames at every pixel. The released model pools to half its configured resolution; here half
+    the input's, the same when the input has that resolution."""
+
+    @register_to_config
+    def __init__(self, in_channels: int = 3, hidden_channels: int = 32, out_channels: int = 8,
+                 downsample: bool = True, mixer_heads: int = 2, mixer_layers: int = 1):
+        super().__init__()
+        stride = 2 if downsample else 1
+        self.conv_in = nn.Conv2d(in_channels, hidden_channels, 3, padding=1)
+        self.conv_mid = nn.Conv2d(hidden_channels, hidden_channels, 3, stride=stride, padding=1)
+        self.conv_out = nn.Conv2d(hidden_channels, out_channels, 3, stride=stride, padding=1)
+        self.mixer = nn.ModuleList([FrameMixerLayer(out_channels, mixer_heads) for _ in range(mixer_layers)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, f, h, w = x.shape
+        y = F.silu(self.conv_in(x.transpose(1, 2).reshape(b * f, c, h, w)))
+        if self.config.downsample:
+            y = F.adaptive_avg_pool2d(y, (h // 2, w // 2))
+        y = self.conv_out(F.silu(self.conv_mid(y)))
+        _, co, ho, wo = y.shape
+        y = y.reshape(b, f, co, ho, wo).permute(0, 3, 4, 1, 2).reshape(b * ho * wo, f, co)
+        for layer in self.mixer:
+            y = layer(y)
+        return y.reshape(b, ho, wo, f, co).permute(0, 4, 3, 1, 2)
+
+
+class UniAnimateConditioner(ModelMixin, ConfigMixin):
+    """Everything UniAnimate adds to the video UNet: the pose, first-frame, reference-latent and
+    reference-pose encoders and the image-token projection."""
+
+    @register_to_config
+    def __init__(self, latent_channels: int = 4, condition_channels: int = 8, hidden_channels: int = 32,
+                 image_embed_dim: int = 1024, cross_attention_dim: int = 1024, num_image_tokens: int = 4,
+                 mixer_heads: int = 2, mixer_layers: int = 1):
+        super().__init__()
+        frame0 = latent_channels + condition_channels
+        mix = dict(mixer_heads=mixer_heads, mixer_layers=mixer_layers)
+        self.pose_encoder = ConditionEncoder(3, hidden_channels, condition_channels, **mix)
+        self.local_image_encoder = ConditionEncoder(3, hidden_channels, condition_channels, **mix)
+        self.reference_pose_encoder = ConditionEncoder(3, hidden_channels, frame0, **mix)
+        self.reference_encoder = ConditionEncoder(latent_channels, hidden_channels, frame0, downsample=False, **mix)
+        self.image_proj = nn.Sequential(nn.Linear(image_embed_dim, cross_attention_dim), nn.SiLU(),
+                                        nn.Linear(cross_attention_dim, cross_attention_dim * num_image_tokens))
+
+    def image_tokens(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """(B, image_embed_dim) → (B, num_image_tokens, cross_attention_dim)."""
+        c = self.config
+        return self.image_proj(image_embeds).view(-1, c.num_image_tokens, c.cross_attention_dim)
+
+
+def build_unianimate(size: str = "tiny", seed: int = 0) -> dict:
+    """Randomly initialised trunk and conditioner of ``size`` (``tiny``, ``puppet`` or ``full``)."""
+    from diffusers import UNet3DConditionModel
+
+    configs = {"tiny": (TINY_UNET, TINY_CONDITIONER), "puppet": (PUPPET_UNET, PUPPET_CONDITIONER),
+               "full": (FULL_UNET, FULL_CONDITIONER)}
+    if size not in configs:
+        raise ValueError(f"size must be one of {', '.join(configs)}; got {size!r}")
+    torch.manual_seed(seed)
+    unet_config, cond_config = configs[size]
+    return {"unet": UNet3DConditionModel(**unet_config), "conditioner": UniAnimateConditioner(**cond_config)}
+
+
+def predict(unet, conditioner: UniAnimateConditioner, sample: torch.Tensor, timestep, text_context: torch.Tensor,
+            image_embeds: torch.Tensor | None = None, pose: torch.Tensor | None = None,
+            reference_latent: torch.Tensor | None = None, reference_pose: torch.Tensor | None = None,
+            local_image: torch.Tensor | None = None) -> torch.Tensor:
+    """One UniAnimate prediction for ``sample`` (B, 4, F, h, w) at ``timestep``.
+
+    ``pose`` (B, 3, F, 8h, 8w) and ``local_image`` (B, 3, F, 8h, 8w) are added into the 8 condition
+    channels of every frame; ``reference_latent`` (B, 4, h, w) and ``reference_pose`` (B, 3, 8h, 8w)
+    make frame 0; ``text_context`` (1 or B, 77, d) and ``image_embeds`` (B, e) make the context.
+    A condition left out counts as zero, as in the released model (its unconditional pass leaves
+    them all out). Returns (B, 4, F, h, w): frame 0 is dropped."""
+    b, _, f, h, w = sample.shape
+    cond = conditioner.config
+    extra = sample.new_zeros(b, cond.condition_channels, f, h, w)
+    if local_image is not None:
+        extra = extra + conditioner.local_image_encoder(local_image)
+    if pose is not None:
+        extra = extra + conditioner.pose_encoder(pose)
+    frame0 = sample.new_zeros(b, cond.latent_channels + cond.condition_channels, 1, h, w)
+    if reference_latent is not None:
+        frame0 = frame0 + conditioner.reference_encoder(reference_latent[:, :, None])
+        if reference_pose is not None:
+            frame0 = frame0 + conditioner.reference_pose_encoder(reference_pose[:, :, None])
+    x = torch.cat([frame0, torch.cat([sample, extra], dim=1)], dim=2)
+    text = text_context.to(sample.dtype).expand(b, -1, -1)
+    if image_embeds is not None:
+        tokens = conditioner.image_tokens(image_embeds.to(sample.dtype))
+    else:
+        tokens = sample.new_zeros(b, cond.num_image_tokens, text.shape[-1])
+    context = torch.cat([text, tokens], dim=1)
+    t = torch.as_tensor(timestep, device=sample.device)
+    if t.ndim == 0:
+        t = t.expand(b)
+    return unet(x, t, encoder_hidden_states=context).sample[:, :, 1:]
