@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from animate_anyone.models.convert import check_keys
+from animate_anyone.models.convert import CheckpointError, check_keys
 
 RESNET = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj", "out_layers.0": "norm2",
           "out_layers.3": "conv2", "skip_connection": "conv_shortcut"}
@@ -93,11 +93,20 @@ class _Map:
             self.add(f"{old}.transformer_blocks.0.{name}", f"{new}.transformer_blocks.0.{name}")
 
 
+TEXT = "conditioner.text_context"  # not in the file: the empty prompt's tokens, computed on import
+
+
+def _ours(unet, conditioner) -> dict[str, torch.Tensor]:
+    ours = {f"unet.{k}": v for k, v in unet.state_dict().items()}
+    ours.update({f"conditioner.{k}": v for k, v in conditioner.state_dict().items()})
+    ours.pop(TEXT, None)
+    return ours
+
+
 def key_map(unet, conditioner) -> dict[str, tuple[str, Shape, Shape]]:
     """Every released key for our ``unet`` (a `UNet3DConditionModel`) and ``conditioner``, with
     its key here (``unet.…`` / ``conditioner.…``) and the shape changes both ways."""
-    ours = {f"unet.{k}": v for k, v in unet.state_dict().items()}
-    ours.update({f"conditioner.{k}": v for k, v in conditioner.state_dict().items()})
+    ours = _ours(unet, conditioner)
     m = _Map(ours)
     m.add("time_embed.0", "unet.time_embedding.linear_1")
     m.add("time_embed.2", "unet.time_embedding.linear_2")
@@ -156,18 +165,17 @@ def key_map(unet, conditioner) -> dict[str, tuple[str, Shape, Shape]]:
 
 def released_shapes(unet, conditioner) -> dict[str, torch.Size]:
     """The released file's keys and shapes for our modules' config (the manifest)."""
-    ours = {f"unet.{k}": v for k, v in unet.state_dict().items()}
-    ours.update({f"conditioner.{k}": v for k, v in conditioner.state_dict().items()})
+    ours = _ours(unet, conditioner)
     return {old: back(ours[new]).shape for old, (new, _, back) in key_map(unet, conditioner).items()}
 
 
-def import_unianimate(state: dict[str, torch.Tensor], unet, conditioner, source: str) -> None:
+def import_unianimate(state: dict[str, torch.Tensor], unet, conditioner, source: str,
+                      text_context: torch.Tensor | None = None) -> None:
     """Check the released ``state`` against our modules (unknown, missing, wrong shape: refused
     with the list) and assign its tensors into ``unet`` and ``conditioner`` (which may hold meta
-    tensors)."""
+    tensors); ``text_context`` (1, 77, d), the empty prompt's tokens, when given."""
     mapping = key_map(unet, conditioner)
-    ours = {f"unet.{k}": v for k, v in unet.state_dict().items()}
-    ours.update({f"conditioner.{k}": v for k, v in conditioner.state_dict().items()})
+    ours = _ours(unet, conditioner)
     expected = {old: back(torch.empty(ours[new].shape, device="meta")).shape for old, (new, _, back) in mapping.items()}
     check_keys(source, state, expected)
     parts: dict[str, dict[str, torch.Tensor]] = {"unet": {}, "conditioner": {}}
@@ -175,12 +183,19 @@ def import_unianimate(state: dict[str, torch.Tensor], unet, conditioner, source:
         part, key = new.split(".", 1)
         target = ours[new]
         parts[part][key] = fwd(state[old]).to(target.dtype).contiguous()
+    current = conditioner.text_context
+    if text_context is not None:
+        want = tuple(current.shape)
+        if tuple(text_context.shape) != want:
+            raise CheckpointError(f"text context: {tuple(text_context.shape)}, the model needs {want}", "checkpoint_keys")
+        current = text_context
+    parts["conditioner"]["text_context"] = current.to(ours["conditioner.image_proj.0.weight"].dtype).contiguous()
     unet.load_state_dict(parts["unet"], strict=True, assign=True)
     conditioner.load_state_dict(parts["conditioner"], strict=True, assign=True)
 
 
 def export_unianimate(unet, conditioner) -> dict[str, torch.Tensor]:
-    """Our modules as the released file's state dict (fp32 where ours are)."""
-    ours = {f"unet.{k}": v for k, v in unet.state_dict().items()}
-    ours.update({f"conditioner.{k}": v for k, v in conditioner.state_dict().items()})
+    """Our modules as the released file's state dict (fp32 where ours are; the text context is
+    not part of it)."""
+    ours = _ours(unet, conditioner)
     return {old: back(ours[new]).contiguous().clone() for old, (new, _, back) in key_map(unet, conditioner).items()}

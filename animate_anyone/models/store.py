@@ -42,7 +42,8 @@ from animate_anyone.tables.io import DataRoot
 INDEX = "model_index.json"
 MANIFEST = "manifest.json"
 DEFAULT_FAMILY = "animate-anyone"
-FAMILIES = {"animate-anyone": "animate_anyone.pipeline"}  # family → the module that builds its pipeline
+FAMILIES = {"animate-anyone": "animate_anyone.pipeline",  # family → the module that builds its pipeline
+            "unianimate": "animate_anyone.unianimate_pipeline"}
 CHECKPOINT = re.compile(r"^step-(\d{8})$")
 RUN_JOB = "job.json"
 # what a component folder must hold: a config, and weights unless it is a processor or scheduler

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
@@ -104,7 +105,9 @@ class ConditionEncoder(ModelMixin, ConfigMixin):
 
 class UniAnimateConditioner(ModelMixin, ConfigMixin):
     """Everything UniAnimate adds to the video UNet: the pose, first-frame, reference-latent and
-    reference-pose encoders and the image-token projection."""
+    reference-pose encoders, the image-token projection, and the stored text context
+    (``text_context``, 1 × 77 × d: the empty prompt through OpenCLIP ViT-H-14's text tower for
+    the released weights, computed once on import; a fixed random one for models trained here)."""
 
     @register_to_config
     def __init__(self, latent_channels: int = 4, condition_channels: int = 8, hidden_channels: int = 32,
@@ -119,6 +122,7 @@ class UniAnimateConditioner(ModelMixin, ConfigMixin):
         self.reference_encoder = ConditionEncoder(latent_channels, hidden_channels, frame0, downsample=False, **mix)
         self.image_proj = nn.Sequential(nn.Linear(image_embed_dim, cross_attention_dim), nn.SiLU(),
                                         nn.Linear(cross_attention_dim, cross_attention_dim * num_image_tokens))
+        self.register_buffer("text_context", torch.randn(1, TEXT_TOKENS, cross_attention_dim))
 
     def image_tokens(self, image_embeds: torch.Tensor) -> torch.Tensor:
         """(B, image_embed_dim) → (B, num_image_tokens, cross_attention_dim)."""
@@ -139,33 +143,40 @@ def build_unianimate(size: str = "tiny", seed: int = 0) -> dict:
     return {"unet": UNet3DConditionModel(**unet_config), "conditioner": UniAnimateConditioner(**cond_config)}
 
 
-def predict(unet, conditioner: UniAnimateConditioner, sample: torch.Tensor, timestep, text_context: torch.Tensor,
-            image_embeds: torch.Tensor | None = None, pose: torch.Tensor | None = None,
-            reference_latent: torch.Tensor | None = None, reference_pose: torch.Tensor | None = None,
-            local_image: torch.Tensor | None = None) -> torch.Tensor:
+def predict(unet, conditioner: UniAnimateConditioner, sample: torch.Tensor, timestep,
+            text_context: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None,
+            pose: torch.Tensor | None = None, reference_latent: torch.Tensor | None = None,
+            reference_pose: torch.Tensor | None = None, local_image: torch.Tensor | None = None,
+            drop: torch.Tensor | None = None) -> torch.Tensor:
     """One UniAnimate prediction for ``sample`` (B, 4, F, h, w) at ``timestep``.
 
     ``pose`` (B, 3, F, 8h, 8w) and ``local_image`` (B, 3, F, 8h, 8w) are added into the 8 condition
     channels of every frame; ``reference_latent`` (B, 4, h, w) and ``reference_pose`` (B, 3, 8h, 8w)
-    make frame 0; ``text_context`` (1 or B, 77, d) and ``image_embeds`` (B, e) make the context.
-    A condition left out counts as zero, as in the released model (its unconditional pass leaves
-    them all out). Returns (B, 4, F, h, w): frame 0 is dropped."""
+    make frame 0; ``text_context`` (1 or B, 77, d; default the conditioner's stored one) and
+    ``image_embeds`` (B, e) make the context. A condition left out counts as zero, as in the
+    released model; ``drop`` (B,) bool marks rows whose every condition is zero (the unconditional
+    pass of guidance, and training's condition dropout). Returns (B, 4, F, h, w): frame 0 dropped."""
     b, _, f, h, w = sample.shape
     cond = conditioner.config
+    keep = None if drop is None else (~drop.to(sample.device)).to(sample.dtype)
+
+    def kept(x: torch.Tensor) -> torch.Tensor:
+        return x if keep is None else x * keep.view(-1, *([1] * (x.ndim - 1)))
+
     extra = sample.new_zeros(b, cond.condition_channels, f, h, w)
     if local_image is not None:
-        extra = extra + conditioner.local_image_encoder(local_image)
+        extra = extra + kept(conditioner.local_image_encoder(local_image))
     if pose is not None:
-        extra = extra + conditioner.pose_encoder(pose)
+        extra = extra + kept(conditioner.pose_encoder(pose))
     frame0 = sample.new_zeros(b, cond.latent_channels + cond.condition_channels, 1, h, w)
     if reference_latent is not None:
-        frame0 = frame0 + conditioner.reference_encoder(reference_latent[:, :, None])
+        frame0 = frame0 + kept(conditioner.reference_encoder(reference_latent[:, :, None]))
         if reference_pose is not None:
-            frame0 = frame0 + conditioner.reference_pose_encoder(reference_pose[:, :, None])
+            frame0 = frame0 + kept(conditioner.reference_pose_encoder(reference_pose[:, :, None]))
     x = torch.cat([frame0, torch.cat([sample, extra], dim=1)], dim=2)
-    text = text_context.to(sample.dtype).expand(b, -1, -1)
+    text = (conditioner.text_context if text_context is None else text_context).to(sample.dtype).expand(b, -1, -1)
     if image_embeds is not None:
-        tokens = conditioner.image_tokens(image_embeds.to(sample.dtype))
+        tokens = kept(conditioner.image_tokens(image_embeds.to(sample.dtype)))
     else:
         tokens = sample.new_zeros(b, cond.num_image_tokens, text.shape[-1])
     context = torch.cat([text, tokens], dim=1)
@@ -173,3 +184,24 @@ def predict(unet, conditioner: UniAnimateConditioner, sample: torch.Tensor, time
     if t.ndim == 0:
         t = t.expand(b)
     return unet(x, t, encoder_hidden_states=context).sample[:, :, 1:]
+
+
+# The released sampler (ali-vilab/UniAnimate `DiffusionDDIM`, `linear_sd` schedule): scaled-linear
+# betas rescaled to zero terminal SNR, v-prediction, DDIM with η = 0.
+SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                 rescale_betas_zero_snr=True, prediction_type="v_prediction", timestep_spacing="leading",
+                 steps_offset=1, clip_sample=False, set_alpha_to_one=False)
+
+
+class UniAnimateScheduler(DDIMScheduler):
+    """DDIM on the released model's grid: N steps visit ``1 + arange(0, 1000, 1000 // N)`` from the
+    top (30 steps: the 31 timesteps 991, 958, …, 1), each stepping back ``1000 // N``; the last
+    lands on ᾱ₀ (``set_alpha_to_one=False``), as the released loop clamps at 0."""
+
+    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None):
+        n = self.config.num_train_timesteps
+        if not 1 <= num_inference_steps <= n:
+            raise ValueError(f"num_inference_steps must be in [1, {n}]; got {num_inference_steps}")
+        self.num_inference_steps = num_inference_steps
+        grid = (1 + torch.arange(0, n, n // num_inference_steps)).clamp(0, n - 1).flip(0)
+        self.timesteps = grid.to(device=device)

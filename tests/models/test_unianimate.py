@@ -102,7 +102,8 @@ def test_conversion_is_lossless_both_ways(converted):
     assert set(back) == set(state)
     assert all(torch.equal(back[k], state[k]) for k in state)
     again = build_unianimate("tiny", seed=5)
-    import_unianimate(back, again["unet"], again["conditioner"], "exported.pth")
+    assert "conditioner.text_context" not in back and "text_context" not in back  # not in the released file
+    import_unianimate(back, again["unet"], again["conditioner"], "exported.pth", text_context=conditioner.text_context)
     for a, b in ((again["unet"], unet), (again["conditioner"], conditioner)):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sb)
