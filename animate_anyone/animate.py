@@ -110,6 +110,7 @@ class PoseSequence:
     fps: Fraction
     source: str
     notes: tuple[str, ...] = ()  # what preparing the poses warned about
+    reference: np.ndarray | None = None  # the reference image's own pose, drawn on its canvas (UniAnimate's frame 0)
 
 
 # --- 1. plan -------------------------------------------------------------------------------------
@@ -245,17 +246,19 @@ def prepare_poses(job: AnimateJob, dest: Path | None = None) -> Path:
     finally:
         backend.close()
     dest = Path(dest) if dest else Path(job.data_root) / "outputs" / "animate" / "poses" / f"{job.content()[:16]}.npz"
+    ref_size = (ref.shape[1], ref.shape[0])
     if is_pose_video(job.pose):
         info = _check_pose_video(Path(job.pose))
         data = {"kind": "video", "video": job.pose, "fps": info.fps, "canvas": np.array([info.width, info.height])}
     else:
         root = DataRoot.from_uri(job.data_root)
-        ref_size = (ref.shape[1], ref.shape[0])
         kps, scores, canvas, fps = clip_keypoints(root, job.pose, job.frames, ref_pose if job.retarget else None,
                                                   ref_size)
         data = {"kind": "keypoints", "keypoints": kps, "scores": scores, "canvas": np.array(canvas), "fps": fps,
                 "source": f"clip {job.pose}"}
     data["notes"] = np.array(notes, dtype=str)
+    if ref_pose is not None:  # the reference's own pose: UniAnimate draws it into frame 0
+        data.update(reference_keypoints=ref_pose[0], reference_scores=ref_pose[1], reference_size=np.array(ref_size))
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **data)
@@ -301,6 +304,10 @@ def load_poses(path: Path, frames: int | None = None) -> PoseSequence:
     data = np.load(path, allow_pickle=False)
     fps = Fraction(float(data["fps"])).limit_denominator(1001)
     notes = tuple(str(n) for n in data["notes"]) if "notes" in data.files else ()
+    reference = None
+    if "reference_keypoints" in data.files:
+        size = tuple(int(v) for v in data["reference_size"])
+        reference = draw_pose(size, data["reference_keypoints"][None], data["reference_scores"][None])
     if str(data["kind"]) == "video":
         video = Path(str(data["video"]))
         images = []
@@ -308,11 +315,11 @@ def load_poses(path: Path, frames: int | None = None) -> PoseSequence:
             images.append(frame.to_ndarray(format="rgb24"))
             if frames and len(images) >= frames:
                 break
-        return PoseSequence(images, fps, str(video), notes)
+        return PoseSequence(images, fps, str(video), notes, reference)
     canvas = tuple(int(v) for v in data["canvas"])
     kps, scores = data["keypoints"], data["scores"]
     images = [draw_pose(canvas, kps[i][None], scores[i][None]) for i in range(len(kps))]
-    return PoseSequence(images, fps, str(data["source"]), notes)
+    return PoseSequence(images, fps, str(data["source"]), notes, reference)
 
 
 # --- 3. generate ---------------------------------------------------------------------------------
@@ -349,7 +356,8 @@ def generate(job: AnimateJob, poses: Path, grid: bool = True) -> dict:
     import PIL.Image
     import torch
 
-    from animate_anyone.pipeline import InputError, load_animate_pipeline
+    from animate_anyone.models import store
+    from animate_anyone.pipeline import InputError
 
     started = time.perf_counter()
     # 1. Inputs, all checked before the model loads.
@@ -367,18 +375,21 @@ def generate(job: AnimateJob, poses: Path, grid: bool = True) -> dict:
     # 2. Model.
     dev = resolve_device(job.device)
     torch_dtype = torch.float32 if dev == "cpu" else getattr(torch, job.dtype)
-    try:
-        pipe = load_animate_pipeline(Path(job.model), dtype=torch_dtype, device=dev)
-    except InputError as exc:
+    try:  # either family: the folder's manifest says which
+        pipe = store.load_pipeline(Path(job.model), dtype=torch_dtype, device=dev)
+    except (InputError, store.ModelFolderError) as exc:
         raise AnimateInputError(str(exc), "bad_model") from exc
     pipe.set_progress_bar_config(disable=True)
+    extra = {}
+    if store.family(Path(job.model)) == "unianimate" and seq.reference is not None:
+        extra["reference_pose"] = PIL.Image.fromarray(fit_image(seq.reference, (w, h), job.fit)[0])
 
     # 3. Generate.
     generator = torch.Generator(device=dev).manual_seed(job.seed)
     t0 = time.perf_counter()
     result = pipe(PIL.Image.fromarray(ref), seq.frames, height=h, width=w, num_inference_steps=job.steps,
                   guidance_scale=job.guidance, window=job.window, overlap=job.overlap, generator=generator,
-                  callback=lambda i, n: progress.report("denoising", i, n)).frames
+                  callback=lambda i, n: progress.report("denoising", i, n), **extra).frames
     generate_s = time.perf_counter() - t0
 
     # 4. Encode: the video, the grid, and the audio when asked.

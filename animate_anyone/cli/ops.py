@@ -113,16 +113,20 @@ def new_model(
     out_dir: Path = typer.Argument(..., help="The pipeline folder to write."),
     size: str = typer.Option("tiny", "--size", help="tiny (a few MB), puppet (the demo's trainable size) or full (SD-1.5 shapes, about 8 GB)."),
     seed: int = typer.Option(0, "--seed"),
+    family: str = typer.Option("animate-anyone", "--family", help="animate-anyone (ReferenceNet + motion modules) or unianimate (a video UNet with the reference as frame 0)."),
 ) -> None:
     """Write a randomly initialised pipeline folder (for tests, benchmarks, or training from scratch)."""
+    from animate_anyone.models import store
     from animate_anyone.models.sizes import SIZES
-    from animate_anyone.pipeline import create_model
 
     if size not in SIZES:
         err.print(f"error: --size must be one of {', '.join(SIZES)}; got {size!r}")
         raise typer.Exit(2)
-    path = create_model(out_dir, size, seed)
-    out.print(f"wrote {path} ({size}, seed {seed})", highlight=False)
+    if family not in store.FAMILIES:
+        err.print(f"error: --family must be one of {', '.join(store.FAMILIES)}; got {family!r}")
+        raise typer.Exit(2)
+    path = store.family_module(family).create_model(out_dir, size, seed)
+    out.print(f"wrote {path} ({family}, {size}, seed {seed})", highlight=False)
 
 
 @app.command()

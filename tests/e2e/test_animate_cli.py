@@ -34,6 +34,20 @@ def test_a_saved_model_is_loaded_by_a_new_process_from_a_relative_path(cli, pers
     assert (cli.cwd / "data" / "models" / "tiny-random" / "model_index.json").is_file()
 
 
+def test_a_unianimate_model_is_made_and_animates_through_the_same_command(cli, person_inputs):
+    _inputs(cli, person_inputs)
+    made = cli("new-model", "models/u", "--family", "unianimate")
+    assert "wrote models/u (unianimate, tiny, seed 0)" in made.stdout
+    assert '"family": "unianimate"' in (cli.cwd / "models" / "u" / "manifest.json").read_text()
+    done = cli("animate", "--model", "models/u", "--reference", "ref.png", "--pose", "kps.mp4", "--out", "u.mp4", *FAST)
+    info = probe(cli.cwd / "u.mp4", count_frames=True)
+    assert (info.width, info.height, info.num_frames) == (32, 64, 4), done.stdout
+    assert (cli.cwd / "u.grid.mp4").is_file()
+    bad = cli("new-model", "models/v", "--family", "sora", check=2)
+    assert "--family must be one of animate-anyone, unianimate; got 'sora'" in bad.stderr
+    assert not (cli.cwd / "models" / "v").exists()
+
+
 def test_a_relative_model_path_is_taken_from_the_working_directory(cli, person_inputs):
     _inputs(cli, person_inputs)
     res = cli("animate", "--model", "data/models/x", "--reference", "ref.png", "--pose", "kps.mp4", *FAST, check=2)
