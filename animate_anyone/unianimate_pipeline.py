@@ -298,3 +298,93 @@ def create_model(out: Path, size: str = "tiny", seed: int = 0) -> Path:
     """A randomly initialised UniAnimate folder of ``size``."""
     pipe = UniAnimatePipeline(**build_components(size, seed))
     return save_unianimate_pipeline(pipe, Path(out), source={"created": f"random {size}", "seed": seed})
+
+
+def _clip_models(path: Path):
+    """(image tower with projection, text tower) from a transformers CLIP folder (``CLIPModel``,
+    e.g. laion/CLIP-ViT-H-14-laion2B-s32B-b79K) or an OpenCLIP file (ViT-H-14's head widths)."""
+    from transformers import CLIPModel, CLIPTextModel, CLIPVisionModelWithProjection
+
+    from animate_anyone.models.convert import CheckpointError, load_checkpoint
+    from animate_anyone.models.openclip import load_openclip
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"--clip {path}: no config.json (a transformers CLIP folder) in it", "missing_file")
+        both = CLIPModel.from_pretrained(path)
+        vision_config = both.config.vision_config
+        vision_config.projection_dim = both.config.projection_dim
+        vision = CLIPVisionModelWithProjection(vision_config)
+        vision.load_state_dict({k: v for k, v in both.state_dict().items()
+                                if k.startswith(("vision_model.", "visual_projection."))}, strict=False)
+        text = CLIPTextModel(both.config.text_config)
+        text.load_state_dict({k[len("text_model."):]: v for k, v in both.state_dict().items()
+                              if k.startswith("text_model.")}, strict=False)
+        return vision.eval(), text.eval()
+    return load_openclip(load_checkpoint(path), str(path))
+
+
+def _size_of(state: dict, source: str) -> str:
+    """Which of our sizes has the file's layout (keys and shapes); else what differs from the
+    nearest one (the most keys of equal shape)."""
+    from accelerate import init_empty_weights
+
+    from animate_anyone.models.convert import CheckpointError, check_keys
+    from animate_anyone.models.convert_unianimate import released_shapes
+
+    nearest = None
+    for size in ("full", "puppet", "tiny"):
+        with init_empty_weights():
+            parts = build_unianimate(size)
+        shapes = released_shapes(parts["unet"], parts["conditioner"])
+        equal = sum(k in state and tuple(state[k].shape) == tuple(v) for k, v in shapes.items())
+        if equal == len(shapes) == len(state):
+            return size
+        if nearest is None or equal > nearest[0]:
+            nearest = (equal, size, shapes)
+    _, size, shapes = nearest
+    check_keys(f"{source} (against the released layout, {size} size)", state, shapes)
+    raise CheckpointError(f"{source}: the layout of none of the sizes full, puppet, tiny", "checkpoint_keys")
+
+
+def convert_unianimate_files(unianimate: Path, vae: Path, clip: Path, out: Path,
+                             dtype: torch.dtype = torch.float32) -> dict:
+    """The released UniAnimate checkpoint + the SD-2.1 VAE (a diffusers folder) + OpenCLIP ViT-H-14
+    → a UniAnimate model folder. Every key is checked (``models.convert_unianimate``). The released
+    weights are for research use only (ali-vilab/UniAnimate)."""
+    from accelerate import init_empty_weights
+
+    from animate_anyone.models.convert import CheckpointError, load_checkpoint
+    from animate_anyone.models.convert_unianimate import import_unianimate
+    from animate_anyone.models.openclip import empty_prompt_context
+
+    # 1. Every input found before any is read.
+    absent = [f"{flag} {p}" for flag, p, ok in (("--unianimate", unianimate, Path(unianimate).is_file()),
+                                               ("--vae", vae, (Path(vae) / "config.json").is_file()),
+                                               ("--clip", clip, Path(clip).exists())) if not ok]
+    if absent:
+        raise CheckpointError("missing input(s): " + ", ".join(absent) + " (the UniAnimate .pth, a diffusers VAE folder "
+                              "with config.json, a CLIP folder or OpenCLIP file)", "missing_file")
+    # 2. The trunk and the conditioner, built without memory, filled from the file.
+    state = load_checkpoint(Path(unianimate))
+    size = _size_of(state, str(unianimate))
+    with init_empty_weights():
+        parts = build_unianimate(size)
+    vision, text = _clip_models(Path(clip))
+    context = empty_prompt_context(text)
+    import_unianimate(state, parts["unet"], parts["conditioner"], str(unianimate), text_context=context)
+    cond = parts["conditioner"].config
+    if vision.config.projection_dim != cond.image_embed_dim:
+        raise CheckpointError(f"--clip {clip}: image embeddings of {vision.config.projection_dim}, the model takes "
+                              f"{cond.image_embed_dim}", "checkpoint_keys")
+    # 3. The frozen parts and the sampler.
+    components = dict(vae=AutoencoderKL.from_pretrained(vae), image_encoder=vision,
+                      feature_extractor=feature_extractor(vision.config.image_size), unet=parts["unet"],
+                      conditioner=parts["conditioner"], scheduler=UniAnimateScheduler(**SCHEDULER))
+    for name in ("vae", "image_encoder", "unet", "conditioner"):
+        components[name].to(dtype=dtype).eval()
+    source = {"unianimate": str(unianimate), "vae": str(vae), "clip": str(clip),
+              "licence": "UniAnimate weights: research use only (ali-vilab/UniAnimate)"}
+    save_unianimate_pipeline(UniAnimatePipeline(**components), Path(out), source=source)
+    return {"out": str(out), "size": size, "tensors": len(state), "clip": type(vision).__name__}

@@ -91,16 +91,35 @@ def convert(
     motion: Optional[Path] = typer.Option(None, "--motion", help="Motion modules instead of MOORE/motion_module.pth, e.g. AnimateDiff mm_sd_v15_v2.ckpt."),
     vae: Optional[Path] = typer.Option(None, "--vae", help="VAE folder (default BASE/vae), e.g. sd-vae-ft-mse."),
     image_encoder: Optional[Path] = typer.Option(None, "--image-encoder", help="CLIP vision folder (default BASE/image_encoder)."),
+    unianimate: Optional[Path] = typer.Option(None, "--unianimate", help="UniAnimate's released unianimate_16f_32f_non_ema_223000.pth (research use only); needs --vae (SD-2.1's, diffusers format) and --clip."),
+    clip: Optional[Path] = typer.Option(None, "--clip", help="With --unianimate: OpenCLIP ViT-H-14 (open_clip_pytorch_model.bin) or a transformers CLIP folder."),
     half: bool = typer.Option(False, "--fp16", help="Store float16 weights."),
 ) -> None:
-    """Import Moore-AnimateAnyone and AnimateDiff weights into a pipeline folder (exact, every key checked)."""
+    """Import Moore-AnimateAnyone and AnimateDiff weights, or UniAnimate's, into a pipeline folder (exact, every key checked)."""
     import torch
 
     from animate_anyone.pipeline import convert_moore
 
+    dtype = torch.float16 if half else torch.float32
+    if unianimate is not None or clip is not None:
+        if moore is not None or base is not None or motion is not None or image_encoder is not None:
+            err.print("error: --unianimate takes --vae and --clip only; --moore, --base, --motion and --image-encoder "
+                      "are for Animate Anyone")
+            raise typer.Exit(2)
+        if unianimate is None or clip is None or vae is None:
+            err.print("error: a UniAnimate import needs --unianimate FILE, --vae DIR and --clip PATH")
+            raise typer.Exit(2)
+        from animate_anyone.unianimate_pipeline import convert_unianimate_files
+
+        try:
+            info = convert_unianimate_files(unianimate, vae, clip, out_dir, dtype=dtype)
+        except AnimateAnyoneError as exc:
+            _fail(exc)
+        out.print(f"wrote {info['out']}: UniAnimate ({info['size']}), {info['tensors']} tensors checked; the released "
+                  "weights are for research use only", highlight=False)
+        return
     try:
-        info = convert_moore(moore, base, out_dir, motion=motion, vae=vae, image_encoder=image_encoder,
-                             dtype=torch.float16 if half else torch.float32)
+        info = convert_moore(moore, base, out_dir, motion=motion, vae=vae, image_encoder=image_encoder, dtype=dtype)
     except AnimateAnyoneError as exc:
         _fail(exc)
     out.print(f"wrote {info['out']}: reference_unet {info['reference_unet']} tensors, denoising_unet "
