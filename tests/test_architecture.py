@@ -13,7 +13,7 @@ FLOORS = [
     ("errors", "ids", "files", "provenance", "progress", "devices", "weights", "config"),
     ("media", "tables"),
     ("models", "reference"),
-    ("pipeline", "pose"),
+    ("pipeline", "unianimate_pipeline", "pose"),
     ("synthetic", "ingest", "clipstore", "animate"),
     ("training",),
     ("evaluation",),

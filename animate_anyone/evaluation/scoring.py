@@ -64,13 +64,17 @@ def make_scorers(cfg: PipelineConfig, device: str) -> Scorers:
 
 
 def generate_clip(pipe, real: torch.Tensor, poses: torch.Tensor, e, device: str) -> torch.Tensor:
-    """The model's video for one clip: reference = its first frame, poses = its own, fixed seed."""
+    """The model's video for one clip: reference = its first frame, poses = its own, fixed seed
+    (UniAnimate also takes the reference's own pose: the first frame's)."""
+    from animate_anyone.unianimate_pipeline import UniAnimatePipeline
+
     n = len(real)
     window = min(e.window, n)
     ref = to_uint8(real[:1])[0]
+    extra = {"reference_pose": to_uint8(poses[:1])[0]} if isinstance(pipe, UniAnimatePipeline) else {}
     return pipe(ref, poses, height=e.height, width=e.width, num_inference_steps=e.steps, guidance_scale=e.guidance,
                 window=window, overlap=min(e.overlap, window - 1), generator=torch.Generator().manual_seed(e.seed),
-                output_type="pt").frames.float().cpu().clamp(0, 1)
+                output_type="pt", **extra).frames.float().cpu().clamp(0, 1)
 
 
 def driving_pixels(ds: Dataset, clip: TrainClip, width: int, height: int, n: int) -> list:

@@ -127,6 +127,23 @@ def test_all_new_scores_every_checkpoint_once_beside_the_baselines(train_root, t
     assert all(r.get("cached") for r in again["runs"])
 
 
+def test_a_unianimate_model_is_scored_on_the_same_bench_beside_animate_anyones(train_root, tmp_path):
+    from animate_anyone.unianimate_pipeline import create_model
+
+    cfg = _cfg(tmp_path, train_root)
+    ua = create_model(tmp_path / "ua", "tiny", seed=0)
+    result = ev.evaluate(cfg, str(ua), baselines=["tiny-random"])
+    # the UniAnimate model, an Animate Anyone baseline and the still reference, on the same clips
+    assert all(r["status"] == "finished" and r["clips_done"] == 2 for r in result["runs"]), result["runs"]
+    assert [r["kind"] for r in result["runs"] if r["model"] and r["model"].endswith("/ua")] == ["model"]
+    assert any(r["model"] and r["model"].endswith("/tiny-random") for r in result["runs"])
+    root = DataRoot.from_uri(train_root)
+    scored = query(root, "SELECT count(DISTINCT x.clip_id) AS clips FROM eval_runs r JOIN eval_results x USING (eval_id) "
+                         "WHERE x.metric = 'psnr' AND x.frame_idx IS NULL AND r.model LIKE $m",
+                   params={"m": "%/ua"}).to_pylist()
+    assert scored == [{"clips": 2}]
+
+
 def test_an_exported_checkpoint_is_the_model_the_stage_saved(train_root, tmp_path):
     """Stage 1's last checkpoint, rebuilt from the run's job and accelerate's state, has the weights
     of the stage's own pipeline folder."""
