@@ -174,8 +174,15 @@ def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
 # x264's output depends on its thread count, and by default that count follows the CPUs the process
 # may use (a container's limit, `taskset`, a worker's affinity): the same frames then encode to
 # different bytes on another machine, and clip hashes and snapshot ids change. A fixed count makes
-# the bytes a function of the frames and the settings alone (tests/e2e/test_reproducible_cli.py).
+# the bytes a function of the frames and the settings alone... with one more setting: x264's
+# macroblock tree (`mbtree`, on in `veryfast` and the slower presets) made the same frames encode
+# to one of several files from process to process, with one thread or two, whenever anything else
+# in the process (a progress bar's thread, another allocation) ran differently: measured on the
+# demo's 288x512 puppet videos, 39 of 44 sources differed between two ingests on one machine.
+# Without it the bytes were equal in every variant tried (tests/e2e/test_reproducible_cli.py); its
+# cost is a few per cent of bitrate at the same quality.
 ENCODER_THREADS = 2
+X264_PARAMS = "mbtree=0"
 
 
 class VideoWriter:
@@ -196,6 +203,7 @@ class VideoWriter:
         self.options = {"crf": str(crf), "preset": preset}
         if codec == "libx264":
             self.options["threads"] = str(threads)
+            self.options["x264-params"] = X264_PARAMS
         self.codec, self.pix_fmt = codec, pix_fmt
         self.frames = 0
         self._container = None
