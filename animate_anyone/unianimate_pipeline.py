@@ -37,6 +37,9 @@ from animate_anyone.pipeline import (
     InputError,
     _is_rgb,
     _pil,
+    check_common_inputs,
+    decode_video,
+    pose_tensor,
     sliding_windows,
     window_weights,
 )
@@ -73,25 +76,8 @@ class UniAnimatePipeline(DiffusionPipeline):
 
     def check_inputs(self, reference_image, poses, height, width, num_inference_steps, guidance_scale, window,
                      overlap, first_frame, reference_pose, noise_prior) -> None:
-        ok, what = _is_rgb(reference_image)
-        if not ok:
-            raise InputError(f"reference_image must be an RGB image (3 channels); got {what}. Greyscale and RGBA "
-                             "images need converting first, e.g. image.convert('RGB') after choosing a background")
-        if poses is None or len(poses) == 0:
-            raise InputError("poses: got 0 frames; give at least one pose image")
-        if isinstance(poses, torch.Tensor):
-            sizes = {tuple(poses.shape[-2:])}
-        else:
-            sizes = {p.size[::-1] if isinstance(p, PIL.Image.Image) else np.asarray(p).shape[:2] for p in poses}
-        if len(sizes) != 1:
-            raise InputError(f"poses: every frame must have the same size; got (height, width) {sorted(sizes)}")
-        for name, value in (("height", height), ("width", width)):
-            if value is not None and (value <= 0 or value % self.vae_scale_factor):
-                raise InputError(f"{name} must be a positive multiple of {self.vae_scale_factor}; got {value}")
-        if num_inference_steps < 1:
-            raise InputError(f"num_inference_steps must be ≥ 1; got {num_inference_steps}")
-        if guidance_scale < 0:
-            raise InputError(f"guidance_scale must be ≥ 0; got {guidance_scale}")
+        check_common_inputs(reference_image, poses, height, width, num_inference_steps, guidance_scale,
+                            self.vae_scale_factor)
         if window < 1:  # no position table: any window length runs (the released model trained on 16 and 32)
             raise InputError(f"window must be ≥ 1; got {window}")
         if not 0 <= overlap < window:
@@ -105,13 +91,7 @@ class UniAnimatePipeline(DiffusionPipeline):
 
     def _pose_tensor(self, poses, height, width) -> torch.Tensor:
         """(F, 3, H, W) in [0, 1]."""
-        if isinstance(poses, torch.Tensor):
-            t = poses.float()
-            if t.shape[-2:] != (height, width):
-                t = torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)
-            return t
-        images = [p if isinstance(p, PIL.Image.Image) else PIL.Image.fromarray(np.asarray(p, np.uint8)) for p in poses]
-        return self.pose_processor.preprocess(images, height=height, width=width)
+        return pose_tensor(self.pose_processor, poses, height, width)
 
     @torch.no_grad()
     def encode_reference(self, image, height, width, device, dtype, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,9 +105,7 @@ class UniAnimatePipeline(DiffusionPipeline):
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
         """(1, 4, F, h, w) → (F, 3, H, W) in [0, 1], `chunk` frames at a time."""
-        flat = latents[0].permute(1, 0, 2, 3) / self.vae.config.scaling_factor
-        out = [self.vae.decode(flat[i:i + chunk]).sample.float() for i in range(0, flat.shape[0], chunk)]
-        return (torch.cat(out) / 2 + 0.5).clamp(0, 1)
+        return decode_video(self.vae, latents, chunk)
 
     def prepare_latents(self, shape, ref_latent, noise_prior, offset_noise, generator=None) -> torch.Tensor:
         """The first latent: Gaussian noise plus ``offset_noise`` × one Gaussian value per frame and
