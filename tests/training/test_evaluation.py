@@ -59,7 +59,9 @@ def test_the_real_video_scores_high_and_the_still_reference_cannot_follow(train_
                 values[name] = {r["metric"]: r["value"] for r in rows if r["frame_idx"] is None}
             assert values["real"]["psnr"] == 100 and values["real"]["l1"] == 0  # the same frames
             assert values["real"]["person"] == 1.0 and values["real"]["pck10_body"] > 0.7, values["real"]
-            assert values["still"]["person"] == 1.0
+            # one image repeated: found in every frame or in none (MediaPipe misses the puppet in
+            # some single frames: the real video's bound above is over many)
+            assert values["still"]["person"] in (0.0, 1.0)
             # MediaPipe itself misses some points of the truth (the real video's bound); the still
             # reference misses nearly every point that moved
             assert values["real"]["pck10_body_moving"] > 0.4, values["real"]  # points moved 0.2 S or more
