@@ -29,6 +29,7 @@ from animate_anyone.models.unianimate import (
     SCHEDULER,
     UniAnimateConditioner,
     UniAnimateScheduler,
+    UniAnimateUNet,
     build_unianimate,
     predict,
 )
@@ -220,11 +221,10 @@ PIPELINE = UniAnimatePipeline  # the model store builds this family's pipelines 
 
 def component_classes() -> dict:
     """Each component's class, loaded one by one (a fresh process need not have imported ours)."""
-    from diffusers import UNet3DConditionModel
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
     return {"vae": AutoencoderKL, "image_encoder": CLIPVisionModelWithProjection, "feature_extractor": CLIPImageProcessor,
-            "unet": UNet3DConditionModel, "conditioner": UniAnimateConditioner, "scheduler": UniAnimateScheduler}
+            "unet": UniAnimateUNet, "conditioner": UniAnimateConditioner, "scheduler": UniAnimateScheduler}
 
 
 def load_components(path: Path, dtype: torch.dtype = torch.float32) -> dict:
@@ -260,11 +260,12 @@ def load_pipeline(path: Path, dtype: torch.dtype | None = torch.float32, device:
     return pipe
 
 
-def build_components(size: str = "tiny", seed: int = 0) -> dict:
-    """Randomly initialised components of ``size`` (tiny, puppet or full)."""
+def build_components(size: str = "tiny", seed: int = 0, temporal: str = "transformer") -> dict:
+    """Randomly initialised components of ``size`` (tiny, puppet or full) with ``temporal``
+    layers (transformer or mamba)."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    parts = build_unianimate(size, seed)
+    parts = build_unianimate(size, seed, temporal)
     clip = CLIP_H14 if size == "full" else TINY_CLIP
     vae = {"full": SD_VAE, "tiny": TINY_VAE, "puppet": PUPPET_VAE}[size]
     return dict(vae=AutoencoderKL(**vae), image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(**clip)).eval(),
@@ -272,10 +273,11 @@ def build_components(size: str = "tiny", seed: int = 0) -> dict:
                 conditioner=parts["conditioner"].eval(), scheduler=UniAnimateScheduler(**SCHEDULER))
 
 
-def create_model(out: Path, size: str = "tiny", seed: int = 0) -> Path:
-    """A randomly initialised UniAnimate folder of ``size``."""
-    pipe = UniAnimatePipeline(**build_components(size, seed))
-    return save_unianimate_pipeline(pipe, Path(out), source={"created": f"random {size}", "seed": seed})
+def create_model(out: Path, size: str = "tiny", seed: int = 0, temporal: str = "transformer") -> Path:
+    """A randomly initialised UniAnimate folder of ``size`` with ``temporal`` layers."""
+    pipe = UniAnimatePipeline(**build_components(size, seed, temporal))
+    return save_unianimate_pipeline(pipe, Path(out), source={"created": f"random {size}", "seed": seed,
+                                                              "temporal": temporal})
 
 
 def _clip_models(path: Path):
