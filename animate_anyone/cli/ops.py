@@ -133,6 +133,7 @@ def new_model(
     size: str = typer.Option("tiny", "--size", help="tiny (a few MB), puppet (the demo's trainable size) or full (SD-1.5 shapes, about 8 GB)."),
     seed: int = typer.Option(0, "--seed"),
     family: str = typer.Option("animate-anyone", "--family", help="animate-anyone (ReferenceNet + motion modules) or unianimate (a video UNet with the reference as frame 0)."),
+    temporal: str = typer.Option("transformer", "--temporal", help="unianimate only: the trunk's temporal layers, transformer (attention over time) or mamba (linear in frames)."),
 ) -> None:
     """Write a randomly initialised pipeline folder (for tests, benchmarks, or training from scratch)."""
     from animate_anyone.models import store
@@ -144,8 +145,17 @@ def new_model(
     if family not in store.FAMILIES:
         err.print(f"error: --family must be one of {', '.join(store.FAMILIES)}; got {family!r}")
         raise typer.Exit(2)
-    path = store.family_module(family).create_model(out_dir, size, seed)
-    out.print(f"wrote {path} ({family}, {size}, seed {seed})", highlight=False)
+    if temporal not in ("transformer", "mamba"):
+        err.print(f"error: --temporal must be transformer or mamba; got {temporal!r}")
+        raise typer.Exit(2)
+    if temporal != "transformer" and family != "unianimate":
+        err.print(f"error: --temporal {temporal} is for --family unianimate (Animate Anyone's motion modules are "
+                  "transformers)")
+        raise typer.Exit(2)
+    extra = {"temporal": temporal} if family == "unianimate" else {}
+    path = store.family_module(family).create_model(out_dir, size, seed, **extra)
+    shown = f", {temporal}" if extra else ""
+    out.print(f"wrote {path} ({family}, {size}{shown}, seed {seed})", highlight=False)
 
 
 @app.command()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from animate_anyone.config.base import NAME_PATTERN, _check_cron, _Strict
 
@@ -108,7 +108,12 @@ class TrainInit(_Strict):
 
 
 class Train(_Strict):
+    # which model trains (docs/design.md §4, §4b): Animate Anyone (ReferenceNet, stage 1 images,
+    # stage 2 motion modules) or UniAnimate (one video UNet, stage 1 short clips, stage 2 longer)
+    family: Literal["animate-anyone", "unianimate"] = "animate-anyone"
     size: Literal["tiny", "puppet", "full"] = "full"  # the model's shapes when starting from random weights
+    # UniAnimate only: the trunk's temporal layers, attention over time or Mamba (linear in frames)
+    temporal: Literal["transformer", "mamba"] = "transformer"
     init: TrainInit = TrainInit()
     output: str = Field("animate-anyone", pattern=NAME_PATTERN)  # DATA_ROOT/models/NAME[-stageK]
     snapshot: str = "latest"
@@ -124,6 +129,16 @@ class Train(_Strict):
 
     def stages(self) -> dict[int, TrainStage]:
         return {k: s for k, s in ((0, self.stage0), (1, self.stage1), (2, self.stage2)) if s is not None}
+
+    @model_validator(mode="after")
+    def _fits_family(self) -> "Train":
+        if self.family != "unianimate" and self.temporal != "transformer":
+            raise ValueError(f"temporal: {self.temporal!r} is for family unianimate (Animate Anyone's motion modules "
+                             "are transformers)")
+        if self.family == "unianimate" and self.init.motion:
+            raise ValueError("init.motion: AnimateDiff motion modules are for family animate-anyone; a UniAnimate "
+                             "trunk has its own temporal layers (start it from init.base, a ModelScope-T2V folder)")
+        return self
 
 
 class FeatureNetSpec(_Strict):

@@ -208,20 +208,31 @@ def baseline_candidates(cfg: PipelineConfig, extra: list[str], base: Path | None
     if snapshot_id:
         out.append(Candidate(POSE_ONLY, "baseline", None, sha256_json([POSE_ONLY, snapshot_id])))
     if cfg.evaluate.untrained:
-        out.append(model_candidate(untrained_model(cfg), f"untrained-{cfg.train.size}", "baseline"))
+        out.append(model_candidate(untrained_model(cfg), untrained_label(cfg.train), "baseline"))
     for spec in list(cfg.evaluate.baselines) + list(extra):
         where = Path(cfg.base_dir) if spec in cfg.evaluate.baselines else base
         out.append(model_candidate(resolve_model(spec, root.path, where), None, "baseline"))
     return out
 
 
+def untrained_label(train) -> str:
+    """The untrained baseline's name on the leaderboard: ``untrained-SIZE`` for Animate Anyone,
+    with the family (and the temporal layers when not transformers) for the others."""
+    if train.family == "animate-anyone":
+        return f"untrained-{train.size}"
+    temporal = f"-{train.temporal}" if train.temporal != "transformer" else ""
+    return f"untrained-{train.family}{temporal}-{train.size}"
+
+
 def untrained_model(cfg: PipelineConfig) -> Path:
-    """The model training starts from (random at ``train.size``, with ``train.init``'s parts), saved
-    once under DATA_ROOT/models/baselines/."""
+    """The model training starts from (random at ``train.size``, with ``train.init``'s parts, of
+    ``train.family``), saved once under DATA_ROOT/models/baselines/."""
     root = DataRoot.from_uri(cfg.data_root)
     init = cfg.train.init.model_dump()
-    out = store.ModelStore(root.path).baseline(f"untrained-{cfg.train.size}-" +
-                                               sha256_json([cfg.train.size, cfg.train.seed, init])[:8])
+    key = [cfg.train.size, cfg.train.seed, init]
+    if cfg.train.family != "animate-anyone":  # Animate Anyone's folders keep the names they had
+        key += [cfg.train.family, cfg.train.temporal]
+    out = store.ModelStore(root.path).baseline(f"{untrained_label(cfg.train)}-" + sha256_json(key)[:8])
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
         return export_model(out, train=cfg.train, base_dir=Path(cfg.base_dir) if cfg.base_dir else None,

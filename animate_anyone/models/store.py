@@ -128,15 +128,26 @@ def family_module(name: str):
     return importlib.import_module(FAMILIES[name])
 
 
-def pipeline_of(components: dict, family_name: str = DEFAULT_FAMILY):
-    """The family's pipeline made of ``components`` (a dict with at least its ``COMPONENTS``)."""
-    module = family_module(family_name)
+def family_of(components: dict) -> str:
+    """The family whose pipeline ``components`` make (the one whose ``COMPONENTS`` they hold)."""
+    for name in FAMILIES:
+        if set(family_module(name).COMPONENTS) <= set(components):
+            return name
+    raise ModelFolderError(f"components {sorted(components)} make no known family's pipeline", "unknown_family")
+
+
+def pipeline_of(components: dict, family_name: str | None = None):
+    """The family's pipeline made of ``components`` (a dict with at least its ``COMPONENTS``;
+    the family found from them when not given)."""
+    module = family_module(family_name or family_of(components))
     return module.PIPELINE(**{k: components[k] for k in module.COMPONENTS})
 
 
 def save_components(components: dict, out: Path, source: dict | None = None,
-                    family_name: str = DEFAULT_FAMILY) -> Path:
-    """``components`` as a model folder of ``family_name`` at ``out`` (atomic, with its manifest)."""
+                    family_name: str | None = None) -> Path:
+    """``components`` as a model folder of ``family_name`` (found from them when not given) at
+    ``out`` (atomic, with its manifest)."""
+    family_name = family_name or family_of(components)
     pipe = pipeline_of(components, family_name)
     return save(out, lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True), source, family_name)
 

@@ -79,14 +79,16 @@ class TrainSamples(torch.utils.data.Dataset):
         step, index = key
         clip, target, ref, s = self.pick(step, index)
         frames, poses = self.store.get(clip)
-        pixels, reference, pose = frames[target], frames[ref], poses[target]
+        both = target + [ref]  # the reference's own pose goes along (UniAnimate's frame 0 takes it)
+        pixels, reference, pose = frames[target], frames[ref], poses[both]
         if self.augment != Augment():
             p = augment.draw(self.augment, s)
-            mirrored = self.store.mirrored(clip)[target] if p["flip"] else None
+            mirrored = self.store.mirrored(clip)[both] if p["flip"] else None
             pixels, reference, pose = augment.apply(self.augment, p, pixels, reference, pose, mirrored)
         return {"pixels": pixels,  # (F, 3, H, W) in [-1, 1]
-                "poses": pose,  # (F, 3, H, W) in [0, 1]
+                "poses": pose[:-1],  # (F, 3, H, W) in [0, 1]
                 "reference": reference,  # (3, H, W) in [-1, 1]
+                "reference_pose": pose[-1],  # (3, H, W) in [0, 1]
                 "seed": torch.tensor(s, dtype=torch.int64)}
 
 

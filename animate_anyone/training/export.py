@@ -9,6 +9,7 @@ from animate_anyone.config import Train
 from animate_anyone.models import store
 from animate_anyone.models.denoiser import AnimateModel
 from animate_anyone.training import model as tm
+from animate_anyone.training import unianimate as ua
 
 
 def export_model(out: Path, *, checkpoint: Path | None = None, train: Train | None = None,
@@ -38,7 +39,10 @@ def _export_checkpoint(ck: Path, out: Path, source: dict | None) -> Path:
     c = tm.initial_components(train, base, Path(job["start"]) if job["start"] else None)
     if job["stage"] == 2 and train.init.motion:
         tm.load_motion(c, train.init.motion, base)
-    module = AnimateModel(c["reference_unet"], c["unet"], c["pose_guider"])
+    if train.family == ua.FAMILY:
+        module = ua.UniAnimateModel(c["unet"], c["conditioner"])
+    else:
+        module = AnimateModel(c["reference_unet"], c["unet"], c["pose_guider"])
     weights = ck / "model.safetensors"
     if not weights.is_file():
         raise tm.TrainModelError(f"checkpoint {ck}: no model.safetensors (not accelerate's state of a "

@@ -35,6 +35,7 @@ from animate_anyone.models import store
 from animate_anyone.models.denoiser import AnimateModel
 from animate_anyone.tables.io import Dataset
 from animate_anyone.training import checkpoints, data, model, objective, report, validate
+from animate_anyone.training import unianimate as ua
 
 
 class TrainingStopped(PermanentError):
@@ -133,13 +134,15 @@ def _start_components(job: StageJob) -> dict:
         model.load_motion(components, train.init.motion, base)
     where = f"train.stage{job.stage}"
     model.check_size(components, stage.width, stage.height, where)
-    if stage.frames > components["unet"].config.motion_max_seq_length:
+    limit = components["unet"].config.get("motion_max_seq_length")  # UniAnimate: no position table
+    if limit is not None and stage.frames > limit:
         raise model.TrainModelError(f"{where}.frames = {stage.frames}: the motion modules take at most "
                                     f"{components['unet'].config.motion_max_seq_length}", "bad_frames")
     model.set_trainable(job.stage, components)
     if stage.gradient_checkpointing:
         for name in ("unet", "reference_unet"):
-            components[name].enable_gradient_checkpointing()
+            if name in components:
+                components[name].enable_gradient_checkpointing()
     return components
 
 
@@ -156,6 +159,8 @@ def build(job: StageJob, accelerator: Accelerator) -> StageParts:
     val_clips = ([c for c in clips if c.split == "val"] or train_clips)[: stage.val_clips]
     if job.stage == 0:
         module, loss_fn = objective.VaeAutoencoder(components["vae"]), objective.vae_loss
+    elif train.family == ua.FAMILY:
+        module, loss_fn = ua.UniAnimateModel(components["unet"], components["conditioner"]), ua.diffusion_loss
     else:
         # stage 1: the image model alone (motion modules skipped); stage 2 adds them
         module = AnimateModel(components["reference_unet"], components["unet"], components["pose_guider"],

@@ -1,4 +1,5 @@
-"""The model a training stage starts from, and which of its parameters train.
+"""The model a training stage starts from, and which of its parameters train (the UniAnimate
+family's answers are in ``training.unianimate``; these functions hand over to it).
 
 Stage 0 trains the VAE (puppet world only: production starts from sd-vae-ft-mse). Stage 1 trains
 the denoising UNet's spatial layers, the ReferenceNet and the pose guider; stage 2 only the motion
@@ -27,6 +28,7 @@ from animate_anyone.models.reference_attention import (
     set_processors,
 )
 from animate_anyone.models.sizes import build_components, zero_motion_outputs
+from animate_anyone.training import unianimate as ua
 
 
 class TrainModelError(PermanentError):
@@ -40,7 +42,11 @@ def resolve_weights(spec: str, field: str, base_dir: Path | None, want: str) -> 
 
 def initial_components(train, base_dir: Path | None, start: Path | None = None) -> dict:
     """The components a stage starts from: ``start`` (the previous stage's pipeline folder) if
-    given, else ``train.init.pipeline``, else random at ``train.size`` with the ``init`` parts loaded."""
+    given, else ``train.init.pipeline``, else random at ``train.size`` with the ``init`` parts
+    loaded; of ``train.family``."""
+    if train.family == ua.FAMILY:
+        return ua.initial_components(train, lambda spec, field, want: resolve_weights(spec, field, base_dir, want),
+                                     start)
     init = train.init
     if start is None and init.pipeline:
         start = resolve_weights(init.pipeline, "train.init.pipeline", base_dir, "dir")
@@ -98,6 +104,8 @@ def _load_base(components: dict, base: Path) -> None:
 
 def check_size(components: dict, width: int, height: int, where: str) -> None:
     """Refuse a training size the model cannot take, naming the multiple it needs."""
+    if store.family_of(components) == ua.FAMILY:
+        return ua.check_size(components, width, height, where)
     vae = components["vae"]
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
     unet_scale = 2 ** (len(components["unet"].config.block_out_channels) - 1)
@@ -137,6 +145,8 @@ def never_trained(reference_unet) -> set[str]:
 
 def set_trainable(stage: int, components: dict) -> dict[str, list[str]]:
     """Freeze everything, then unfreeze what ``stage`` trains; returns the trained names per part."""
+    if store.family_of(components) == ua.FAMILY:
+        return ua.set_trainable(stage, components)
     for name in ("vae", "image_encoder", "reference_unet", "unet", "pose_guider"):
         components[name].requires_grad_(False)
     trained: dict[str, list[str]] = {}

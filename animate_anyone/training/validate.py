@@ -41,9 +41,11 @@ def validate(job, model, components: dict, frames_of, clips, stage, step: int) -
                     generated = (vae.decode(lat).sample.float().cpu() / 2 + 0.5).clamp(0, 1)
             else:
                 window = min(n, 16)
+                # UniAnimate takes the reference's own pose too: the first frame's
+                extra = {"reference_pose": to_uint8(poses[:1])[0]} if "conditioner" in components else {}
                 generated = pipe(to_uint8(real[:1])[0], poses[:n], height=H, width=W, num_inference_steps=stage.val_steps,
                                  guidance_scale=stage.val_guidance, window=window, overlap=min(4, window - 1),
-                                 generator=torch.Generator().manual_seed(0), output_type="pt").frames.cpu()
+                                 generator=torch.Generator().manual_seed(0), output_type="pt", **extra).frames.cpu()
             # frame 0 is the reference itself: score the frames after it
             scores.append(_scores(generated[1:], real[1:]) if n > 1 else _scores(generated, real))
             still.append(_scores(real[:1].expand_as(real[1:]), real[1:]) if n > 1 else (float("nan"), float("nan")))

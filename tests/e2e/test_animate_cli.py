@@ -37,14 +37,22 @@ def test_a_saved_model_is_loaded_by_a_new_process_from_a_relative_path(cli, pers
 def test_a_unianimate_model_is_made_and_animates_through_the_same_command(cli, person_inputs):
     _inputs(cli, person_inputs)
     made = cli("new-model", "models/u", "--family", "unianimate")
-    assert "wrote models/u (unianimate, tiny, seed 0)" in made.stdout
+    assert "wrote models/u (unianimate, tiny, transformer, seed 0)" in made.stdout
     assert '"family": "unianimate"' in (cli.cwd / "models" / "u" / "manifest.json").read_text()
     done = cli("animate", "--model", "models/u", "--reference", "ref.png", "--pose", "kps.mp4", "--out", "u.mp4", *FAST)
     info = probe(cli.cwd / "u.mp4", count_frames=True)
     assert (info.width, info.height, info.num_frames) == (32, 64, 4), done.stdout
     assert (cli.cwd / "u.grid.mp4").is_file()
-    bad = cli("new-model", "models/v", "--family", "sora", check=2)
-    assert "--family must be one of animate-anyone, unianimate; got 'sora'" in bad.stderr
+    # the temporal Mamba variant: made, then loaded and run by another process
+    made = cli("new-model", "models/w", "--family", "unianimate", "--temporal", "mamba")
+    assert "wrote models/w (unianimate, tiny, mamba, seed 0)" in made.stdout
+    cli("animate", "--model", "models/w", "--reference", "ref.png", "--pose", "kps.mp4", "--out", "w.mp4", *FAST)
+    assert probe(cli.cwd / "w.mp4", count_frames=True).num_frames == 4
+    for args, says in ((["--family", "sora"], "--family must be one of animate-anyone, unianimate; got 'sora'"),
+                       (["--temporal", "lstm", "--family", "unianimate"], "--temporal must be transformer or mamba"),
+                       (["--temporal", "mamba"], "--temporal mamba is for --family unianimate")):
+        bad = cli("new-model", "models/v", *args, check=2)
+        assert says in bad.stderr, args
     assert not (cli.cwd / "models" / "v").exists()
 
 

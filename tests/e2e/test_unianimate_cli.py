@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import torch
+from train_data import build_train_root
 
 from animate_anyone.media.video import probe
 from animate_anyone.models.sizes import TINY_VAE
@@ -60,3 +62,49 @@ def test_a_foreign_key_missing_files_and_mixed_flags_are_refused(cli, person_inp
     res = cli("convert", "ue", "--unianimate", "unianimate.pth", "--clip", "clip", check=2)
     assert "needs --unianimate FILE, --vae DIR and --clip PATH" in res.stderr
     assert not any((cli.cwd / name).exists() for name in ("ub", "uc", "ud", "ue"))
+
+
+UA_TRAIN = """
+default: t
+pipelines:
+  t:
+    data_root: ./data
+    dataset: demo
+    pose: {backend: mediapipe}
+    train:
+      family: unianimate
+      size: tiny
+      output: ua
+      device: cpu
+      stage0: {steps: 2, lr: 1.0e-3, batch: 2, width: 32, height: 64, checkpoint_every: 2, val_clips: 1, val_frames: 3}
+      stage1: {steps: 4, lr: 1.0e-3, batch: 2, width: 32, height: 64, frames: 2, checkpoint_every: 2, val_clips: 1, val_frames: 3, val_steps: 2}
+      stage2: {steps: 2, lr: 1.0e-3, batch: 1, width: 32, height: 64, frames: 4, stride: 2, continuation: 0.5, checkpoint_every: 2, val_clips: 1, val_frames: 5, val_steps: 2}
+    evaluate: {split: train, clips: 2, frames: 6, width: 32, height: 64, steps: 2, guidance: 1.0, window: 6,
+               overlap: 2, device: cpu, dtype: float32, lpips: null}
+"""
+
+
+@pytest.mark.slow
+def test_unianimate_trains_then_evaluates_and_animates_in_new_processes(cli):
+    """`train` of the UniAnimate family, stage by stage, then `evaluate` of its run and `animate`
+    of its folder, each a new process with relative paths."""
+    import json
+
+    build_train_root(cli.cwd / "data", videos=2)
+    (cli.cwd / "pipelines.yaml").write_text(UA_TRAIN)
+    for stage in ("0", "1", "2"):
+        out = cli("train", "--stage", stage)
+        assert "trained model:" in out.stdout, out.stdout
+    assert '"family": "unianimate"' in (cli.cwd / "data" / "models" / "ua-stage2" / "manifest.json").read_text()
+    run_id = next((cli.cwd / "data" / "checkpoints").glob("t-s2-*")).name
+    scored = cli("evaluate", "--model", run_id)
+    assert f"{run_id}@2" in scored.stdout and "untrained" in scored.stdout and "leaderboard:" in scored.stdout
+    rows = json.loads(cli("query", "SELECT model_name, status, clips_done FROM eval_runs ORDER BY 1",
+                          "--format", "json").stdout)
+    assert {(r["model_name"], r["status"], r["clips_done"]) for r in rows} >= {
+        (f"{run_id}@2", "finished", 2), ("untrained-unianimate-tiny", "finished", 2), ("still-reference", "finished", 2)}
+    snap = json.loads((cli.cwd / "data" / "snapshots" / "demo" / "latest.json").read_text())["snapshot_id"]
+    clips = json.loads((cli.cwd / "data" / "snapshots" / "demo" / f"{snap}.json").read_text())["clip_ids"]
+    cli("animate", "--model", "ua", "--reference", f"clip:{clips[0]}", "--pose", clips[1], "--frames", "5",
+        "--steps", "2", "--height", "64", "--out", "ua.mp4")
+    assert probe(cli.cwd / "ua.mp4", count_frames=True).num_frames == 5
