@@ -60,6 +60,8 @@ class AnimateRequest:
     width: int | None = None
     steps: int | None = None
     guidance: float | None = None
+    window: int | None = None
+    overlap: int | None = None
     seed: int | None = None
     device: str | None = None
     fit: str | None = None
@@ -135,7 +137,8 @@ def plan(cfg: PipelineConfig, request: AnimateRequest) -> AnimateJob:
     width, height = (r.width, r.height) if size_given else (a.width, a.height)
     frames = pick(r.frames, a.frames)
     for name, value, low in (("--frames", frames, 1), ("--height", height, 8), ("--width", width, 8),
-                             ("--steps", r.steps, 1), ("--guidance", r.guidance, 0), ("--fps", r.fps, 1e-6)):
+                             ("--steps", r.steps, 1), ("--guidance", r.guidance, 0), ("--fps", r.fps, 1e-6),
+                             ("--window", r.window, 1), ("--overlap", r.overlap, 0)):
         if value is not None and value < low:
             raise AnimateInputError(f"{name} must be at least {low:g}; got {value:g}", "bad_option")
     from animate_anyone.pipeline import resolve_model  # torch and diffusers: only once the options are sound
@@ -154,6 +157,10 @@ def plan(cfg: PipelineConfig, request: AnimateRequest) -> AnimateJob:
         retarget = pick(r.retarget, a.retarget)
     model = resolve_model(r.model, root.path, base, a.seed) if r.model is not None else \
         resolve_model(a.model, root.path, Path(cfg.base_dir or Path.cwd()), a.seed)
+    sampling = family_sampling(model)
+    window, overlap = pick(r.window, pick(a.window, sampling["window"])), pick(r.overlap, pick(a.overlap, sampling["overlap"]))
+    if overlap >= window:
+        raise AnimateInputError(f"--overlap must be smaller than --window ({window}); got {overlap}", "bad_option")
     name = f"{Path(reference).stem}.{Path(pose).stem}.mp4"
     out = Path(r.out) if r.out else root.path / "outputs" / "animate" / name
     out = out if out.is_absolute() else base / out
@@ -164,11 +171,20 @@ def plan(cfg: PipelineConfig, request: AnimateRequest) -> AnimateJob:
             raise AnimateInputError(f"--audio-from: no such file {audio}", "missing_file")
     return AnimateJob(
         reference=str(reference), pose=str(pose), model=str(model), out=str(out.resolve()), retarget=bool(retarget),
-        frames=frames, height=height, width=width, steps=pick(r.steps, a.steps),
-        guidance=float(pick(r.guidance, a.guidance)), window=a.window, overlap=a.overlap, seed=pick(r.seed, a.seed),
+        frames=frames, height=height, width=width, steps=pick(r.steps, pick(a.steps, sampling["steps"])),
+        guidance=float(pick(r.guidance, pick(a.guidance, sampling["guidance"]))), window=window, overlap=overlap,
+        seed=pick(r.seed, a.seed),
         device=pick(r.device, a.device), dtype=a.dtype, fit=fit, background=background, fps=r.fps,
         audio_from=str(audio) if audio else None, data_root=str(root.path), dataset=cfg.dataset,
         pose_cfg=cfg.pose.model_dump() | {"base_dir": cfg.base_dir}, size_given=size_given)
+
+
+def family_sampling(model: Path) -> dict:
+    """The sampling defaults (steps, guidance, window, overlap) of the family ``model`` holds
+    (Animate Anyone's for a folder not there yet: loading it will say what is wrong)."""
+    from animate_anyone.models import store
+
+    return store.family_module(store.family(model) if store.is_model(model) else store.DEFAULT_FAMILY).SAMPLING
 
 
 def resolve_sources(ds, reference: str | None, pose: str | None,
@@ -431,11 +447,11 @@ def record_failure(cfg: PipelineConfig, request: AnimateRequest, exc: AnimateInp
 def animate(model: Path, reference: Path, pose: str, out: Path, *, pose_cfg=None, root=None, grid: bool = True,
             **options) -> dict:
     """Files in, files out, without a pipelines file: the same plan, poses and generation as
-    :func:`run_animate`. ``options`` are :class:`AnimateRequest` fields, plus ``window``,
-    ``overlap`` and ``dtype`` (the pipeline's ``animate`` settings)."""
+    :func:`run_animate`. ``options`` are :class:`AnimateRequest` fields, plus ``dtype`` (the
+    pipeline's ``animate`` setting)."""
     import tempfile
 
-    settings = {k: options.pop(k) for k in ("window", "overlap", "dtype") if k in options}
+    settings = {k: options.pop(k) for k in ("dtype",) if k in options}
     if options.get("audio_from") is not None:
         options["audio_from"] = str(options["audio_from"])
     data_root = str(root.path) if root is not None else str(Path(out).parent)

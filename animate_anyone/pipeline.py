@@ -32,6 +32,9 @@ from animate_anyone.models.unets import ReferenceNet, VideoUNet
 
 FAMILY = "animate-anyone"  # what the model store records in the folders this pipeline saves
 COMPONENTS = ("vae", "image_encoder", "feature_extractor", "reference_unet", "unet", "pose_guider", "scheduler")
+# what `animate` uses when neither the command nor the pipeline's `animate` section says
+# (Moore-AnimateAnyone's inference: 20 DDIM steps, guidance 3.5, 24-frame windows)
+SAMPLING = {"steps": 20, "guidance": 3.5, "window": 24, "overlap": 4}
 
 
 class InputError(PermanentError, ValueError):

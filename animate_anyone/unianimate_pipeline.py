@@ -47,6 +47,9 @@ from animate_anyone.pipeline import (
 
 FAMILY = "unianimate"
 COMPONENTS = ("vae", "image_encoder", "feature_extractor", "unet", "conditioner", "scheduler")
+# what `animate` uses when neither the command nor the pipeline's `animate` section says (the
+# released inference: 30 steps, guidance 2.5, 32-frame windows overlapping by 8)
+SAMPLING = {"steps": 30, "guidance": 2.5, "window": 32, "overlap": 8}
 WEIGHTLESS = ("feature_extractor", "scheduler")
 # OpenCLIP ViT-H-14's image tower as transformers' CLIP (laion/CLIP-ViT-H-14-laion2B-s32B-b79K)
 CLIP_H14 = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,

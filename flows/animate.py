@@ -52,7 +52,9 @@ def animate_flow(pipeline: str | None = None, config: str | None = None, cfg: Pi
                  retarget: bool | None = None, frames: Annotated[int, Field(ge=1)] | None = None,
                  height: Size | None = None, width: Size | None = None,
                  steps: Annotated[int, Field(ge=1, le=1000)] | None = None,
-                 guidance: Annotated[float, Field(ge=0.0)] | None = None, seed: int | None = None,
+                 guidance: Annotated[float, Field(ge=0.0)] | None = None,
+                 window: Annotated[int, Field(ge=1)] | None = None, overlap: Annotated[int, Field(ge=0)] | None = None,
+                 seed: int | None = None,
                  device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] | None = None,
                  fit: Literal["pad", "crop", "stretch"] | None = None, background: str | None = None,
                  fps: Annotated[float, Field(gt=0.0)] | None = None, audio_from: str | None = None,
@@ -63,7 +65,8 @@ def animate_flow(pipeline: str | None = None, config: str | None = None, cfg: Pi
     logger = get_run_logger()
     cfg = resolve_config(cfg, pipeline, config, data_root=data_root)
     req = lib.AnimateRequest(reference=reference, pose=pose, model=model, out=out, retarget=retarget, frames=frames,
-                             height=height, width=width, steps=steps, guidance=guidance, seed=seed, device=device,
+                             height=height, width=width, steps=steps, guidance=guidance, window=window,
+                             overlap=overlap, seed=seed, device=device,
                              fit=fit, background=background, fps=fps, audio_from=audio_from, base_dir=base_dir)
     root = DataRoot.from_uri(cfg.data_root)
     try:

@@ -20,8 +20,10 @@ def animate(
     retarget: Optional[bool] = typer.Option(None, "--retarget/--no-retarget", help="Fit the clip's skeleton to the reference's body (CLIP_ID only; default: the pipeline's, for clips)."),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Only the first N pose frames."),
     out_file: Optional[Path] = typer.Option(None, "--out", help="Output mp4 (default under DATA_ROOT/outputs/animate/); the grid goes beside it."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="DDIM steps (default: the pipeline's, 20)."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale (default 3.5; 0 turns it off)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="DDIM steps (default: the pipeline's, else the model family's: Animate Anyone 20, UniAnimate 30)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help="Classifier-free guidance scale (default: the pipeline's, else the family's: 3.5, UniAnimate 2.5; 1 turns it off)."),
+    window: Optional[int] = typer.Option(None, "--window", min=1, help="Frames generated together; longer videos go in overlapping windows (default: the family's, 24; UniAnimate 32; Animate Anyone at most 32)."),
+    overlap: Optional[int] = typer.Option(None, "--overlap", min=0, help="Frames shared by neighbouring windows, averaged (default: the family's, 4; UniAnimate 8)."),
     height: Optional[int] = typer.Option(None, "--height", min=8, help="Output height (rounded down to a multiple of 8; the width follows the poses' aspect)."),
     width: Optional[int] = typer.Option(None, "--width", min=8, help="Output width (multiple of 8)."),
     fit: Optional[str] = typer.Option(None, "--fit", help="A reference of another aspect ratio than the poses: pad (default: fit inside, pad with its border colour), crop (cover, cut the centre) or stretch."),
@@ -43,7 +45,8 @@ def animate(
         raise typer.Exit(EXIT_BAD_INPUT)
     request = lib.AnimateRequest(
         reference=reference, pose=pose, model=model, out=str(out_file) if out_file else None, retarget=retarget,
-        frames=frames, height=height, width=width, steps=steps, guidance=guidance, seed=seed, device=device, fit=fit,
+        frames=frames, height=height, width=width, steps=steps, guidance=guidance, window=window, overlap=overlap,
+        seed=seed, device=device, fit=fit,
         background=background, fps=fps, audio_from=str(audio_from) if audio_from else None, base_dir=str(Path.cwd()))
     try:
         with _bar() as bar:

@@ -24,10 +24,13 @@ class Animate(_Strict):
     # the command line replaces this pair.
     width: int | None = Field(None, ge=8)
     height: int | None = Field(None, ge=8)
-    steps: int = Field(20, ge=1, le=1000)
-    guidance: float = Field(3.5, ge=0)
-    window: int = Field(24, ge=1, le=32)
-    overlap: int = Field(4, ge=0)
+    # sampling; None: the model family's own (Animate Anyone: 20 steps, guidance 3.5, windows of
+    # 24 overlapping by 4; UniAnimate: 30, 2.5, 32 and 8, as each was released). The flags
+    # --steps, --guidance, --window and --overlap replace these.
+    steps: int | None = Field(None, ge=1, le=1000)
+    guidance: float | None = Field(None, ge=0)
+    window: int | None = Field(None, ge=1)  # Animate Anyone: at most its motion modules' 32 frames
+    overlap: int | None = Field(None, ge=0)
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     dtype: Literal["float32", "float16", "bfloat16"] = "float16"  # float32 on a CPU whatever this says

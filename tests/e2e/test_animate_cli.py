@@ -43,6 +43,19 @@ def test_a_unianimate_model_is_made_and_animates_through_the_same_command(cli, p
     info = probe(cli.cwd / "u.mp4", count_frames=True)
     assert (info.width, info.height, info.num_frames) == (32, 64, 4), done.stdout
     assert (cli.cwd / "u.grid.mp4").is_file()
+    # the window flags mean the same for both families; Animate Anyone's window stops at its
+    # motion modules' 32 frames, UniAnimate's does not
+    for model in ("models/u", "models/m"):
+        if model == "models/m":
+            cli("new-model", "models/m")
+        cli("animate", "--model", model, "--reference", "ref.png", "--pose", "kps.mp4", "--out", "win.mp4",
+            "--window", "3", "--overlap", "1", *FAST)
+        assert probe(cli.cwd / "win.mp4", count_frames=True).num_frames == 4
+    cli("animate", "--model", "models/u", "--reference", "ref.png", "--pose", "kps.mp4", "--out", "w40.mp4",
+        "--window", "40", *FAST)
+    bad = cli("animate", "--model", "models/m", "--reference", "ref.png", "--pose", "kps.mp4", "--out", "w40.mp4",
+              "--window", "40", *FAST, check=2)
+    assert "window must be in [1, 32] (the motion modules' position table); got 40" in bad.stderr
     # the temporal Mamba variant: made, then loaded and run by another process
     made = cli("new-model", "models/w", "--family", "unianimate", "--temporal", "mamba")
     assert "wrote models/w (unianimate, tiny, mamba, seed 0)" in made.stdout
@@ -68,6 +81,8 @@ def test_a_relative_model_path_is_taken_from_the_working_directory(cli, person_i
     ("--steps", "0", "--steps"), ("--height", "0", "--height"), ("--height", "-8", "--height"),
     ("--width", "x", "--width"), ("--guidance", "-1", "--guidance"), ("--fps", "0", "--fps"),
     ("--fit", "diagonal", "--fit"), ("--background", "notacolour", "--background"), ("--device", "tpu", "--device"),
+    ("--window", "0", "--window"), ("--window", "-2", "--window"), ("--window", "many", "--window"),
+    ("--overlap", "-1", "--overlap"), ("--overlap", "x", "--overlap"), ("--overlap", "24", "--overlap must be smaller"),
 ])
 def test_bad_flags_are_refused_naming_the_flag(cli, person_inputs, flag, value, says):
     _inputs(cli, person_inputs)
