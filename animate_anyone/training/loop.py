@@ -23,7 +23,7 @@ import diffusers
 import torch
 import transformers
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 from diffusers.optimization import get_scheduler
 
 from animate_anyone import progress
@@ -109,7 +109,11 @@ class StageParts:
 def make_accelerator(job: StageJob) -> Accelerator:
     cpu = resolve_device(job.train.device) == "cpu"
     trackers = ["tensorboard"] if importlib.util.find_spec("tensorboard") is not None else None
+    # UniAnimate's first-frame encoder gets a gradient only from continuation samples: DDP must
+    # expect parameters that a step did not use
+    ddp = [DistributedDataParallelKwargs(find_unused_parameters=True)] if job.train.family == ua.FAMILY else []
     return Accelerator(cpu=cpu, mixed_precision="no" if cpu else job.settings.mixed_precision, log_with=trackers,
+                       kwargs_handlers=ddp,
                        project_config=ProjectConfiguration(project_dir=job.run_dir,
                                                            logging_dir=str(Path(job.run_dir) / "logs")))
 

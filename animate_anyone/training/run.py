@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from animate_anyone.training.launch import PROGRESS
 from animate_anyone.training.loop import StageJob, run_stage
 
 TRAIN_VERSION = "2"  # bump when the loop's results change for the same inputs
+# an exception's last line in a launched process's output (torchrun may prefix "[rankN]:")
+EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]:\s*)?[A-Za-z_][\w.]*(Error|Exception|Stopped)\b[^:]*: ")
 
 
 class TrainInputError(PermanentError):
@@ -145,17 +148,21 @@ def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=
         env = dict(os.environ)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
     tail: list[str] = []
+    cause = None  # the first process's own exception line: the launcher's summary comes after it
     for line in proc.stdout:
         if line.startswith(PROGRESS):
             line_report = json.loads(line[len(PROGRESS):])
             progress.report(line_report["what"], line_report["done"], line_report["total"], **line_report["details"])
             continue
         tail = (tail + [line.rstrip()])[-30:]
+        if cause is None and EXCEPTION_LINE.match(line) and "ChildFailedError" not in line:
+            cause = line.strip()
         if stream:
             stream(line.rstrip())
     if proc.wait() != 0 or not result.is_file():
+        said = f" ({cause[:2000]})" if cause else ""
         raise PermanentError(f"stage {job.stage} with {processes} processes ({cmd[2]}) exited with "
-                             f"{proc.returncode}:\n" + "\n".join(tail), "train_failed")
+                             f"{proc.returncode}{said}:\n" + "\n".join(tail), "train_failed")
     return json.loads(result.read_text())
 
 

@@ -161,3 +161,26 @@ def test_a_mamba_model_trains_saves_and_loads_in_place_of_temporal_attention(tra
     last = weights(out, "unet")
     mamba = [k for k in last if ".forwards." in k or ".backwards." in k]
     assert mamba and any(not torch.equal(first[k], last[k]) for k in mamba)
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_unianimate_model(train_root, tmp_path):
+    """DDP over the trunk and conditioner: steps without a continuation sample leave the
+    first-frame encoder without a gradient, which DDP must accept (it stopped the run before)."""
+    path = config(tmp_path, train_root, temporal="      processes: 2\n")
+    path.write_text("\n".join(line for line in path.read_text().splitlines()
+                              if "stage0:" not in line and "stage2:" not in line))
+    result = run.train(load_config("t", path), stage=1)
+    stage = result["stages"][0]
+    assert np.isfinite(stage["loss"]) and store.family(Path(stage["output"])) == "unianimate"
+
+
+def test_a_failed_launch_names_the_processes_own_error():
+    from animate_anyone.training.run import EXCEPTION_LINE
+
+    said = ["[rank1]: RuntimeError: Expected to have finished reduction in the prior iteration",
+            "animate_anyone.training.loop.TrainingStopped: stage 1 stopped at step 3",
+            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: "]
+    assert [bool(EXCEPTION_LINE.match(line)) for line in said] == [True, True, True]
+    assert not EXCEPTION_LINE.match("  File \"x.py\", line 3, in <module>")
+    assert not EXCEPTION_LINE.match("stage 1 step 2: loss 0.3")
