@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.concurrency.sync import concurrency
+from prefect.states import Failed
 from pydantic import Field
 
 from animate_anyone import animate as lib
@@ -22,7 +23,7 @@ from animate_anyone.ids import sha256_json
 from animate_anyone.pipeline import model_fingerprint
 from animate_anyone.tables.io import DataRoot
 from flows.common import GPU_LIMIT, cached_task_options, ensure_gpu_limit, resolve_config
-from flows.notify import on_run_failure, send
+from flows.notify import on_run_failure
 
 
 def _key(_ctx, params) -> str:
@@ -85,8 +86,11 @@ def animate_flow(pipeline: str | None = None, config: str | None = None, cfg: Pi
         reference, pose = req.reference or cfg.animate.reference, req.pose or cfg.animate.pose
         logger.error("FAILED animate %s: %s", pose, exc.message)
         lib.record_failure(cfg, req, exc)
-        send(cfg, "animate", cfg.name, [{"stage": "animate", "item": f"{reference} + {pose}", "error": exc.message}])
-        return {"status": "failed", "error": exc.message, "reason": exc.reason}
+        # the run ends Failed (a watching `prefect deployment run` exits non-zero; the on_failure
+        # hook sends the notice) and still carries the failure as its result, for the pipeline
+        # flow that goes on after it
+        return Failed(message=f"animate `{reference} + {pose}`: {exc.message}",
+                      data={"status": "failed", "error": exc.message, "reason": exc.reason})
     for note in result.get("notes", []):
         logger.info("%s", note)
     logger.info("animate: %s (%d frames %dx%d, generated in %.1f s)", result["out"], result["frames"],

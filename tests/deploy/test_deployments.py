@@ -162,6 +162,9 @@ def test_the_animate_deployment_refuses_bad_parameters_and_runs_on_the_gpu_worke
     assert ok.returncode == 0, ok.stdout[-3000:] + stack.log("worker-gpu")[-3000:]
     videos = list((work / "data" / "outputs").rglob("*.mp4"))
     assert videos and "test-gpu" in stack.log("worker-gpu")
+    # an input that cannot be animated fails the run, so a watching operator's command fails too
+    bad = stack.run(run + ["--param", "reference=no-such.png", "--watch", "--watch-interval", "2"], cwd=work)
+    assert bad.returncode != 0 and "Failed" in bad.stdout, bad.stdout[-3000:]
 
 
 def test_an_interval_schedule_gets_runs_created_and_executed_by_the_worker(stack, deployed):

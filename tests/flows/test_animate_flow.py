@@ -17,7 +17,7 @@ def _run(**kwargs):
     from flows.animate import animate_flow
 
     state = animate_flow(return_state=True, **kwargs)
-    return state.result(), state.state_details.flow_run_id
+    return state.result(raise_on_failure=False), state
 
 
 def test_animate_flow_generates_then_reuses_its_cache(api, test_config, puppet_dir, tmp_path):
@@ -32,19 +32,22 @@ def test_animate_flow_generates_then_reuses_its_cache(api, test_config, puppet_d
         for i in range(16):
             w.write(np.full((448, 256, 3), i * 10, np.uint8))
 
-    first, run1 = _run(config=str(test_config), reference=str(reference), pose=str(poses))
+    first, state1 = _run(config=str(test_config), reference=str(reference), pose=str(poses))
     assert first["status"] == "ok" and first["frames"] == 12
     info = probe(first["out"], count_frames=True)
     assert (info.width, info.height, info.num_frames) == (32, 64, 12)
-    assert set(api.task_states(run1).values()) == {"Completed"}
-    again, run2 = _run(config=str(test_config), reference=str(reference), pose=str(poses))
-    assert again["out"] == first["out"] and set(api.task_states(run2).values()) == {"Cached"}
+    assert set(api.task_states(state1.state_details.flow_run_id).values()) == {"Completed"}
+    again, state2 = _run(config=str(test_config), reference=str(reference), pose=str(poses))
+    assert again["out"] == first["out"] and set(api.task_states(state2.state_details.flow_run_id).values()) == {"Cached"}
 
     # a reference that is no image (a person the backend misses is only a note: nothing is
     # retargeted along a pose video)
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
-    failed, _ = _run(config=str(test_config), reference=str(broken), pose=str(poses))
+    failed, state = _run(config=str(test_config), reference=str(broken), pose=str(poses))
     assert failed["status"] == "failed" and "cannot be read" in failed["error"]
+    # the run itself failed (a watching `prefect deployment run` exits non-zero), naming the input
+    assert state.is_failed() and "broken.png" in state.message and "cannot be read" in state.message
+    assert first["status"] == "ok" and state1.is_completed()
     rows = read_table(DataRoot.from_uri(cfg["pipelines"]["test"]["data_root"]), "failures").to_pylist()
     assert [(r["stage"], r["reason"]) for r in rows] == [("animate", "bad_image")]
