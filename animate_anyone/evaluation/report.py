@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import cv2
+import duckdb
 import numpy as np
 
 from animate_anyone.clipstore import ClipStore
@@ -15,7 +16,8 @@ from animate_anyone.evaluation.columns import COLUMNS, KIND_ORDER
 from animate_anyone.files import atomic_path, write_text
 from animate_anyone.media.frames import to_uint8
 from animate_anyone.media.video import VideoWriter, iter_frames
-from animate_anyone.tables.catalog import query
+from animate_anyone.models import store
+from animate_anyone.tables.catalog import QueryError, query
 
 
 def bench_table(root, bench: str) -> list[dict]:
@@ -36,8 +38,36 @@ def bench_table(root, bench: str) -> list[dict]:
         item[r["metric"]] = r["value"]
         if r["sd"] is not None and r["clips"] > 1:
             item[f"{r['metric']}_sd"] = r["sd"]
-    return sorted(by.values(), key=lambda d: (KIND_ORDER.get(d["kind"], 3), d["train_run_id"] or "",
-                                              d["checkpoint_step"] or 0, d["model_name"]))
+    table = sorted(by.values(), key=lambda d: (KIND_ORDER.get(d["kind"], 3), d["train_run_id"] or "",
+                                               d["checkpoint_step"] or 0, d["model_name"]))
+    families = _families(root, table)
+    for item in table:
+        item["family"] = families.get(item["eval_id"])
+    return table
+
+
+def _families(root, table: list[dict]) -> dict[str, str]:
+    """eval_id → the model family of each scored model: from the training run that made it
+    (``train_runs.config``; a run from before families were recorded trained Animate Anyone), else
+    from the model folder's manifest while the folder is there; none for the still reference and
+    the pose-only drawing."""
+    out: dict[str, str] = {}
+    runs = sorted({r["train_run_id"] for r in table if r["train_run_id"]})
+    if runs:
+        try:
+            rows = query(root, "SELECT run_id, json_extract_string(config, '$.train.family') AS family FROM train_runs "
+                               "WHERE list_contains($runs, run_id)", params={"runs": runs}).to_pylist()
+        except (QueryError, duckdb.Error):  # no train_runs table: the runs' rows are gone
+            rows = []
+        by_run = {r["run_id"]: r["family"] or store.DEFAULT_FAMILY for r in rows}
+        out |= {r["eval_id"]: by_run[r["train_run_id"]] for r in table if r["train_run_id"] in by_run}
+    rest = [r["eval_id"] for r in table if r["eval_id"] not in out]
+    models = query(root, "SELECT eval_id, model FROM eval_runs WHERE list_contains($ids, eval_id) AND model IS NOT NULL",
+                   params={"ids": rest}).to_pylist() if rest else []
+    for r in models:
+        if store.is_model(Path(r["model"])):
+            out[r["eval_id"]] = store.family(Path(r["model"]))
+    return out
 
 
 def _fmt(v) -> str:
@@ -57,10 +87,10 @@ def leaderboard_markdown(table: list[dict], title: str, notes: list[str] = ()) -
     if not any(r["model_name"] == "still-reference" for r in table):
         return f"# {title}\n\nNo still-reference baseline on this bench: its numbers are not shown.\n"
     cols = [c for c in COLUMNS if any(c[0] in r for r in table)]
-    head = ["model", "kind", "step", "clips"] + [f"{label} {'↑' if up else '↓'}" for _, up, label in cols]
+    head = ["model", "family", "kind", "step", "clips"] + [f"{label} {'↑' if up else '↓'}" for _, up, label in cols]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
-        cells = [f"`{r['model_name']}`", r["kind"], str(r["checkpoint_step"] or ""),
+        cells = [f"`{r['model_name']}`", r.get("family") or "", r["kind"], str(r["checkpoint_step"] or ""),
                  f"{r['clips_done']}/{r['num_clips']}"] + [_spread(r, m) for m, _, _ in cols]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [""] + [f"- {n}" for n in notes]
@@ -78,6 +108,12 @@ def steps_plot(table: list[dict], out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # a run's line is named by what it trained (checkpoint names: OUTPUT-sSTAGE-RUN@STEP) and its family
+    labels = {}
+    for r in table:
+        if r["train_run_id"] in runs and r["train_run_id"] not in labels:
+            name = r["model_name"].split("@")[0] if r["kind"] == "checkpoint" else f"{r['model_name']} (stage {r['stage']})"
+            labels[r["train_run_id"]] = f"{name}, {r['family']}" if r.get("family") else name
     metrics = [c for c in ("psnr", "ssim", "pck10_body_moving", "person") if any(c in r for r in table)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -85,7 +121,7 @@ def steps_plot(table: list[dict], out: Path) -> Path | None:
             pts = sorted((r["checkpoint_step"], r[metric]) for r in table
                          if r["train_run_id"] == run and metric in r and r["checkpoint_step"])
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=run)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=labels[run])
         for r in table:
             if r["kind"] == "baseline" and metric in r:
                 ax.axhline(r[metric], linestyle="--", linewidth=1, color="grey" if "still" in r["model_name"] else "k",

@@ -144,6 +144,15 @@ def test_a_unianimate_model_is_scored_on_the_same_bench_beside_animate_anyones(t
                          "WHERE x.metric = 'psnr' AND x.frame_idx IS NULL AND r.model LIKE $m",
                    params={"m": "%/ua"}).to_pylist()
     assert scored == [{"clips": 2}]
+    # the leaderboard says which family each row is; the UniAnimate model gets its grid videos
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in result["markdown"].splitlines()
+            if line.startswith("| `")}
+    assert rows["`ua`"] == "unianimate" and rows["`tiny-random`"] == "animate-anyone"
+    assert rows["`still-reference`"] == "" and rows["`pose-only-drawing`"] == ""
+    assert [f for name, f in rows.items() if name.startswith("`untrained")] == ["animate-anyone"]  # the config's family
+    ua_eval = [r["eval_id"] for r in result["runs"] if r["model"] and r["model"].endswith("/ua")][0]
+    grids = [g for g in result["grids"] if f"/{ua_eval}/" in g]
+    assert len(grids) == 2 and all(Path(g).stat().st_size > 1000 for g in grids)
 
 
 def test_an_exported_checkpoint_is_the_model_the_stage_saved(train_root, tmp_path):
