@@ -110,6 +110,9 @@ class ClipStore:
     """Decoded frames and drawn poses of clips at the training size, with a small LRU cache.
 
     ``get(clip)``: frames (N, 3, H, W) in [-1, 1] and pose images (N, 3, H, W) in [0, 1];
+    ``poses(clip, indices, mirror=False)``: the pose images of those frames only (drawn on first
+    use and kept with the clip: a training sample needs a handful of a clip's frames, and drawing
+    every frame's pose at the clip's own size costs more than decoding the clip);
     ``body(clip)``: the main person's 17 body points per frame (N, 17, 2; x and y in [0, 1] of the
     crop) and their scores (N, 17); ``mirrored(clip)``: the pose images of the mirror image (left
     and right swapped, then flipped), drawn when the store is made with ``mirror=True``. A clip
@@ -122,22 +125,20 @@ class ClipStore:
         self.ds, self.width, self.height, self.cache, self.mirror = ds, width, height, cache, mirror
         self.images = VaeImageProcessor(vae_scale_factor=1)  # the pipeline's processors, same resize
         self.pose_images = VaeImageProcessor(vae_scale_factor=1, do_normalize=False)
-        self._cache: OrderedDict[str, tuple] = OrderedDict()
+        self._cache: OrderedDict[str, _Decoded] = OrderedDict()
 
-    def _draw(self, clip: TrainClip, people: dict, box, n: int, mirror: bool) -> torch.Tensor:
-        empty = (np.zeros((0, 133, 2), np.float32), np.zeros((0, 133), np.float32))
-        drawn = []
-        for i in range(n):
-            kps, scores = people.get(i, empty)
-            kps, scores = kps[:1], scores[:1]  # the main person, as animate draws
-            if mirror and len(kps):  # the mirrored person, drawn back in place: its left is drawn as right
-                kps, scores = kps[:, layouts.MIRROR] * np.array([-1.0, 1.0], np.float32) + np.array([1.0, 0.0], np.float32), scores[:, layouts.MIRROR]
-            canvas = draw_pose((clip.width, clip.height), kps, scores)
-            if mirror:
-                canvas = np.ascontiguousarray(canvas[:, ::-1])
-            drawn.append(PIL.Image.fromarray(canvas).crop(box))
-        poses = self.pose_images.preprocess(drawn, height=self.height, width=self.width)
-        return poses.flip(-1) if mirror else poses
+    def _draw_one(self, clip: TrainClip, d: "_Decoded", i: int, mirror: bool) -> torch.Tensor:
+        """Frame ``i``'s pose image (3, H, W): the main person as animate draws them, cropped and
+        resized as the frames are; ``mirror``: the mirror image's pose (its left drawn as right)."""
+        kps, scores = d.people.get(i, (np.zeros((0, 133, 2), np.float32), np.zeros((0, 133), np.float32)))
+        kps, scores = kps[:1], scores[:1]  # the main person, as animate draws
+        if mirror and len(kps):  # the mirrored person, drawn back in place: its left is drawn as right
+            kps, scores = kps[:, layouts.MIRROR] * np.array([-1.0, 1.0], np.float32) + np.array([1.0, 0.0], np.float32), scores[:, layouts.MIRROR]
+        canvas = draw_pose((clip.width, clip.height), kps, scores)
+        if mirror:
+            canvas = np.ascontiguousarray(canvas[:, ::-1])
+        pose = self.pose_images.preprocess(PIL.Image.fromarray(canvas).crop(d.box), height=self.height, width=self.width)[0]
+        return pose.flip(-1) if mirror else pose
 
     def _body(self, clip: TrainClip, people: dict, box, n: int) -> tuple[np.ndarray, np.ndarray]:
         left, top, right, bottom = box
@@ -150,17 +151,15 @@ class ClipStore:
                 seen[i] = scores[0, :17]
         return pts, seen
 
-    def _load(self, clip: TrainClip) -> tuple:
+    def _load(self, clip: TrainClip) -> "_Decoded":
         path = verify_clip_file(clip)
         box = crop_box(clip.width, clip.height, self.width, self.height)
         images = [PIL.Image.fromarray(f.to_ndarray(format="rgb24")).crop(box) for f in iter_frames(path)]
         _, people = read_clip_poses(self.ds.root, clip.clip_id)
         frames = self.images.preprocess(images, height=self.height, width=self.width)
-        poses = self._draw(clip, people, box, len(images), mirror=False)
-        mirrored = self._draw(clip, people, box, len(images), mirror=True) if self.mirror else None
-        return frames, poses, self._body(clip, people, box, len(images)), mirrored
+        return _Decoded(frames, people, box, self._body(clip, people, box, len(images)), {}, {})
 
-    def _item(self, clip: TrainClip) -> tuple:
+    def _item(self, clip: TrainClip) -> "_Decoded":
         if clip.clip_id in self._cache:
             self._cache.move_to_end(clip.clip_id)
             return self._cache[clip.clip_id]
@@ -171,14 +170,48 @@ class ClipStore:
                 self._cache.popitem(last=False)
         return item
 
+    def poses(self, clip: TrainClip, indices, mirror: bool = False) -> torch.Tensor:
+        """(len(indices), 3, H, W) pose images of the clip's frames ``indices`` (mirrored: the
+        mirror image's, which needs ``mirror=True`` on the store)."""
+        if mirror and not self.mirror:
+            raise ValueError("this ClipStore draws no mirrored poses (make it with mirror=True)")
+        d = self._item(clip)
+        drawn = d.mirrored if mirror else d.poses
+        n = len(d.frames)
+        for i in indices:
+            if not -n <= i < n:
+                raise IndexError(f"clip {clip.clip_id} has {n} frames; frame {i} asked")
+        out = []
+        for i in (int(i) % n for i in indices):
+            if i not in drawn:
+                drawn[i] = self._draw_one(clip, d, i, mirror)
+            out.append(drawn[i])
+        if not out:
+            return torch.zeros(0, 3, self.height, self.width)
+        return torch.stack(out)
+
     def get(self, clip: TrainClip) -> tuple[torch.Tensor, torch.Tensor]:
-        frames, poses, _, _ = self._item(clip)
-        return frames, poses
+        d = self._item(clip)
+        return d.frames, self.poses(clip, range(len(d.frames)))
+
+    def frames(self, clip: TrainClip) -> torch.Tensor:
+        """(N, 3, H, W) in [-1, 1]: the clip's frames, without drawing any pose."""
+        return self._item(clip).frames
 
     def body(self, clip: TrainClip) -> tuple[np.ndarray, np.ndarray]:
-        return self._item(clip)[2]
+        return self._item(clip).body
 
     def mirrored(self, clip: TrainClip) -> torch.Tensor:
-        if not self.mirror:
-            raise ValueError("this ClipStore draws no mirrored poses (make it with mirror=True)")
-        return self._item(clip)[3]
+        return self.poses(clip, range(len(self._item(clip).frames)), mirror=True)
+
+
+@dataclass
+class _Decoded:
+    """One clip in the store: frames, stored people, the crop, body points and the pose images
+    drawn so far (frame index → (3, H, W))."""
+    frames: torch.Tensor
+    people: dict
+    box: tuple
+    body: tuple
+    poses: dict
+    mirrored: dict

@@ -11,6 +11,12 @@
         --max-steps K` in a new process for K = every, 2·every, … (each resumes the last), and
         after each: the step time so far, validation PSNR/SSIM and pose-following. Stage 0 must be
         done; --restart starts stage 1 over (its checkpoints are removed).
+    python benchmarks/train.py data --data-root DATA [--pipeline demo] [--clips 12]
+        Training's data loading, per stage of the pipeline, one thread (as each training process
+        has): the seconds of a clip's first sample in a new ClipStore (decoding the clip and the
+        pose images the sample needs) and of a sample of a clip already held, over --clips of the
+        snapshot's training clips; the clip count and frames per clip, so the one-off cost of a
+        stage's cold store can be read off.
     python benchmarks/train.py gpu [--peak-tflops 989]
         The full SD-1.5-size model (random weights): stage 1 at 512x768 and stage 2 at 24 frames;
         seconds/step, samples/s, peak memory, MFU. Targets: both fit in 24 GB; MFU >= 40 % on an
@@ -234,9 +240,43 @@ def gpu(peak_tflops: float) -> dict:
     return out
 
 
+def data_loading(data_root: Path, pipeline: str, clips: int) -> dict:
+    import torch
+
+    from animate_anyone.clipstore import ClipStore, snapshot_clips
+    from animate_anyone.config import load_config
+    from animate_anyone.tables.io import Dataset
+    from animate_anyone.tables.selection import load_snapshot
+    from animate_anyone.training.data import TrainSamples
+
+    torch.set_num_threads(1)
+    cfg = load_config(pipeline, data_root=str(data_root))
+    ds = Dataset.of(cfg)
+    train = snapshot_clips(ds, load_snapshot(ds), ("train",))
+    out = {"train_clips": len(train), "frames_per_clip": round(float(np.mean([c.num_frames for c in train])), 1)}
+    for no in (1, 2):
+        stage = getattr(cfg.train, f"stage{no}")
+        store = ClipStore(ds, stage.width, stage.height, cache=len(train), mirror=stage.augment.flip > 0)
+        samples = TrainSamples(train, store, seed=0, frames=stage.frames, stride=stage.stride, augment=stage.augment)
+        cold, warm, seen, key = [], [], set(), 0
+        while len(cold) < min(clips, len(samples.clips)) and key < 100 * clips:
+            t0 = time.perf_counter()  # pick reads the clip's body points: a cold clip loads there
+            clip = samples.pick(key, 0)[0]
+            samples[(key, 0)]
+            (warm if clip.clip_id in seen else cold).append(time.perf_counter() - t0)
+            seen.add(clip.clip_id)
+            key += 1
+        out[f"stage{no}"] = {"frames": stage.frames, "size": [stage.width, stage.height], "cold_samples": len(cold),
+                             "first_sample_s": round(float(np.median(cold)), 3),
+                             "held_sample_s": round(float(np.median(warm)), 4) if warm else None,
+                             "cold_store_s": round(float(np.median(cold)) * len(samples.clips), 1)}
+        print(json.dumps({f"stage{no}": out[f"stage{no}"]}), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["cpu", "follow", "curve", "gpu"])
+    ap.add_argument("mode", choices=["cpu", "follow", "curve", "gpu", "data"])
     ap.add_argument("--every", type=int, default=500)
     ap.add_argument("--restart", action="store_true")
     ap.add_argument("--data-root", type=Path)
@@ -262,6 +302,14 @@ def main() -> None:
         out = {"machine": machine(), "pipeline": args.pipeline}
         if args.every < 1:
             ap.error(f"--every must be at least 1; got {args.every}")
+        if args.mode == "data":
+            if args.clips < 1:
+                ap.error(f"--clips must be at least 1; got {args.clips}")
+            out["data"] = data_loading(args.data_root, args.pipeline, args.clips)
+            name = f"train-data-{args.pipeline}-{out['machine']['date']}.json"
+            (results / name).write_text(json.dumps(out, indent=1, default=str))
+            print(f"wrote {results / name}")
+            return
         if args.mode == "curve":
             out["curve"] = curve(args.data_root, args.pipeline, args.every, args.restart, args.clips, args.frames,
                                  args.steps, args.guidance)

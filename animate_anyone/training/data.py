@@ -78,13 +78,16 @@ class TrainSamples(torch.utils.data.Dataset):
     def __getitem__(self, key) -> dict:
         step, index = key
         clip, target, ref, s = self.pick(step, index)
-        frames, poses = self.store.get(clip)
+        frames = self.store.frames(clip)
         both = target + [ref]  # the reference's own pose goes along (UniAnimate's frame 0 takes it)
-        pixels, reference, pose = frames[target], frames[ref], poses[both]
+        pixels, reference = frames[target], frames[ref]
         if self.augment != Augment():
             p = augment.draw(self.augment, s)
-            mirrored = self.store.mirrored(clip)[both] if p["flip"] else None
+            mirrored = self.store.poses(clip, both, mirror=True) if p["flip"] else None
+            pose = mirrored if p["flip"] else self.store.poses(clip, both)
             pixels, reference, pose = augment.apply(self.augment, p, pixels, reference, pose, mirrored)
+        else:
+            pose = self.store.poses(clip, both)
         return {"pixels": pixels,  # (F, 3, H, W) in [-1, 1]
                 "poses": pose[:-1],  # (F, 3, H, W) in [0, 1]
                 "reference": reference,  # (3, H, W) in [-1, 1]

@@ -78,6 +78,27 @@ def test_a_flipped_sample_is_the_mirror_image_with_the_mirrored_pose(train_root)
         data.TrainSamples(clips, data.ClipStore(ds, 32, 64), seed=0, augment=Augment(flip=0.5))
 
 
+def test_a_sample_draws_only_its_own_frames_poses_and_draws_them_as_the_whole_clip_does(train_root):
+    ds = Dataset(train_root, "demo")
+    clips = data.snapshot_clips(ds, load_snapshot(ds))
+    store = data.ClipStore(ds, 32, 64, mirror=True)
+    samples = data.TrainSamples(clips, store, seed=0, frames=4, stride=2, augment=Augment(flip=1.0))
+    item = samples[(0, 0)]
+    clip, target, ref, _ = samples.pick(0, 0)
+    d = store._cache[clip.clip_id]
+    # drawing every frame's pose at the clip's size was most of a cold clip's cost: a sample of 4
+    # frames and a reference draws those 5, mirrored, and nothing else
+    assert sorted(d.mirrored) == sorted(set(target + [ref])) and d.poses == {}
+    assert clip.num_frames > 10
+    # the same images as a store that draws the whole clip at once, in any order
+    whole = data.ClipStore(ds, 32, 64, mirror=True)
+    assert torch.equal(item["poses"], whole.mirrored(clip)[target])
+    assert torch.equal(item["reference_pose"], whole.mirrored(clip)[ref])
+    assert torch.equal(store.poses(clip, [ref, target[0]]), whole.get(clip)[1][[ref, target[0]]])
+    with pytest.raises(IndexError, match=f"clip {clip.clip_id} has {clip.num_frames} frames; frame {clip.num_frames} asked"):
+        store.poses(clip, [clip.num_frames])
+
+
 def test_the_far_reference_is_the_candidate_farthest_in_pose(train_root):
     ds = Dataset(train_root, "demo")
     clips = data.snapshot_clips(ds, load_snapshot(ds))
