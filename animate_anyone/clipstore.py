@@ -177,18 +177,14 @@ class ClipStore:
             raise ValueError("this ClipStore draws no mirrored poses (make it with mirror=True)")
         d = self._item(clip)
         drawn = d.mirrored if mirror else d.poses
-        n = len(d.frames)
-        for i in indices:
-            if not -n <= i < n:
-                raise IndexError(f"clip {clip.clip_id} has {n} frames; frame {i} asked")
         out = []
-        for i in (int(i) % n for i in indices):
+        for i in map(int, indices):
+            if not 0 <= i < len(d.frames):
+                raise IndexError(f"clip {clip.clip_id} has {len(d.frames)} frames; frame {i} asked")
             if i not in drawn:
                 drawn[i] = self._draw_one(clip, d, i, mirror)
             out.append(drawn[i])
-        if not out:
-            return torch.zeros(0, 3, self.height, self.width)
-        return torch.stack(out)
+        return torch.stack(out) if out else torch.zeros(0, 3, self.height, self.width)
 
     def get(self, clip: TrainClip) -> tuple[torch.Tensor, torch.Tensor]:
         d = self._item(clip)

@@ -24,7 +24,7 @@ def bench_table(root, bench: str) -> list[dict]:
     """One row per evaluation of ``bench``: its run's fields, each metric's mean over clips and, as
     ``METRIC_sd``, its standard deviation over clips (none for one clip, nor for a whole-set value)."""
     rows = query(root, """
-        SELECT r.eval_id, r.model_name, r.kind, r.checkpoint_step, r.train_run_id, r.stage, r.status,
+        SELECT r.eval_id, r.model, r.model_name, r.kind, r.checkpoint_step, r.train_run_id, r.stage, r.status,
                r.clips_done, r.num_clips, x.metric, avg(x.value) AS value, stddev_samp(x.value) AS sd,
                count(*) AS clips
         FROM eval_runs r JOIN eval_results x USING (eval_id)
@@ -32,7 +32,7 @@ def bench_table(root, bench: str) -> list[dict]:
         GROUP BY ALL""", params={"bench": bench}).to_pylist()
     by: dict[str, dict] = {}
     for r in rows:
-        item = by.setdefault(r["eval_id"], {k: r[k] for k in ("eval_id", "model_name", "kind", "checkpoint_step",
+        item = by.setdefault(r["eval_id"], {k: r[k] for k in ("eval_id", "model", "model_name", "kind", "checkpoint_step",
                                                               "train_run_id", "stage", "status", "clips_done",
                                                               "num_clips")})
         item[r["metric"]] = r["value"]
@@ -61,11 +61,8 @@ def _families(root, table: list[dict]) -> dict[str, str]:
             rows = []
         by_run = {r["run_id"]: r["family"] or store.DEFAULT_FAMILY for r in rows}
         out |= {r["eval_id"]: by_run[r["train_run_id"]] for r in table if r["train_run_id"] in by_run}
-    rest = [r["eval_id"] for r in table if r["eval_id"] not in out]
-    models = query(root, "SELECT eval_id, model FROM eval_runs WHERE list_contains($ids, eval_id) AND model IS NOT NULL",
-                   params={"ids": rest}).to_pylist() if rest else []
-    for r in models:
-        if store.is_model(Path(r["model"])):
+    for r in table:
+        if r["eval_id"] not in out and r["model"] and store.is_model(Path(r["model"])):
             out[r["eval_id"]] = store.family(Path(r["model"]))
     return out
 

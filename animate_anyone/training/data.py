@@ -81,13 +81,11 @@ class TrainSamples(torch.utils.data.Dataset):
         frames = self.store.frames(clip)
         both = target + [ref]  # the reference's own pose goes along (UniAnimate's frame 0 takes it)
         pixels, reference = frames[target], frames[ref]
-        if self.augment != Augment():
-            p = augment.draw(self.augment, s)
-            mirrored = self.store.poses(clip, both, mirror=True) if p["flip"] else None
-            pose = mirrored if p["flip"] else self.store.poses(clip, both)
-            pixels, reference, pose = augment.apply(self.augment, p, pixels, reference, pose, mirrored)
-        else:
-            pose = self.store.poses(clip, both)
+        p = augment.draw(self.augment, s) if self.augment != Augment() else None
+        flip = bool(p and p["flip"])
+        pose = self.store.poses(clip, both, mirror=flip)  # only these frames' poses get drawn
+        if p:
+            pixels, reference, pose = augment.apply(self.augment, p, pixels, reference, pose, pose if flip else None)
         return {"pixels": pixels,  # (F, 3, H, W) in [-1, 1]
                 "poses": pose[:-1],  # (F, 3, H, W) in [0, 1]
                 "reference": reference,  # (3, H, W) in [-1, 1]
