@@ -2,8 +2,11 @@
 
 Every file the project writes appears under its name only when complete: it is written to a
 temporary name unique to the writer (process id and a random part, so two runs never share one),
-then renamed into place. Readers glob real names only, so they never see a half file. Writes to
-the tables and the catalog of one data root are serialised by :func:`data_root_lock`.
+then renamed into place. Readers glob real names only, so they never see a half file. In the
+mirror of an object-storage data root the rename is followed by the upload (``storage.publish``).
+Writes to the tables and the catalog of one local data root are serialised by
+:func:`data_root_lock`; on a store there is no lock, and none is needed (every writer writes its
+own parts).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
+from animate_anyone import storage
 from animate_anyone.errors import PermanentError
 
 LOCK_NAME = ".lock"
@@ -33,7 +37,8 @@ def temp_name(dest: Path) -> Path:
 
 @contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``dest``, on error it goes."""
+    """Yield a temporary path to write; on success it replaces ``dest`` (and is uploaded when
+    ``dest`` lies in a store's mirror), on error it goes."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(dest)
@@ -46,6 +51,7 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+    storage.publish(dest)
 
 
 def write_text(dest: Path, text: str) -> Path:
@@ -73,13 +79,17 @@ def remove_tree(path: Path, owner: Path) -> bool:
     real = path.parent.resolve() / path.name  # the parent resolved, the last part kept (a link stays a link)
     if owner not in real.parents:
         raise UnsafeRemoval(f"refusing to remove {path}: it is not strictly inside {owner}", "unsafe_remove")
+    removed = False
     if real.is_symlink() or real.is_file():
         real.unlink()
-        return True
-    if real.is_dir():
+        removed = True
+    elif real.is_dir():
         shutil.rmtree(real)
-        return True
-    return False
+        removed = True
+    if storage.store_of(real) is not None and storage.exists(real):
+        storage.unpublish(real)
+        removed = True
+    return removed
 
 
 def check_name(name: str, what: str) -> str:
@@ -91,15 +101,20 @@ def check_name(name: str, what: str) -> str:
 
 
 def replace_dir(tmp: Path, dest: Path) -> None:
-    """Put the finished folder ``tmp`` where ``dest`` is (the old one, if any, is removed after)."""
+    """Put the finished folder ``tmp`` where ``dest`` is (the old one, if any, is removed after;
+    in a store's mirror the folder is uploaded, its marker file last)."""
     dest = Path(dest)
-    if dest.exists():
+    if dest.exists() or dest.is_symlink():
         old = temp_name(dest)
         os.replace(dest, old)
         os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, dest)
+    storage.publish(dest)
 
 
 class UnusableDataRoot(PermanentError):
@@ -118,8 +133,13 @@ def unusable_message(root_path: Path, exc: OSError) -> str:
 
 
 def check_data_root(root_path: Path, write: bool = True) -> None:
-    """Refuse a data root that is a file or (``write``) cannot be written, before anything runs."""
+    """Refuse a data root that is a file or (``write``) cannot be written, before anything runs.
+    A store's mirror is checked by a probe object in the store."""
     root_path = Path(root_path)
+    store = storage.store_of(root_path)
+    if store is not None:
+        store.prepare(write)
+        return
     existing = next(p for p in (root_path, *root_path.parents) if p.exists())  # nothing is created here
     if not existing.is_dir():
         raise UnusableDataRoot(unusable_message(root_path, NotADirectoryError()), "unusable_data_root")
@@ -143,9 +163,16 @@ def data_root_lock(root_path: Path, timeout: float | None = None) -> Iterator[No
 
     Several runs on one data root wait their turn for table and catalog writes; after
     ``timeout`` seconds (``$ANIMATE_ANYONE_LOCK_TIMEOUT``, default 600) the run stops with a
-    message that names the lock file.
+    message that names the lock file. In a store's mirror only the threads of this process take
+    turns: a store has no lock that other machines would see, and its writers need none.
     """
     root_path = Path(root_path)
+    if storage.store_of(root_path) is not None:
+        with _registry:
+            thread_lock = _store_locks.setdefault(str(root_path), threading.RLock())
+        with thread_lock:
+            yield
+        return
     path = root_path / LOCK_NAME
     try:
         root_path.mkdir(parents=True, exist_ok=True)
@@ -176,3 +203,4 @@ def data_root_lock(root_path: Path, timeout: float | None = None) -> Iterator[No
 
 _registry = threading.Lock()
 _locks: dict[str, tuple[threading.RLock, FileLock]] = {}
+_store_locks: dict[str, threading.RLock] = {}

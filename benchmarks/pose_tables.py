@@ -1,6 +1,7 @@
 """DuckDB over a generated pose table: each docs/queries.md recipe's time, and bytes per frame stored.
 
     python benchmarks/pose_tables.py [--rows 10000000] [--frames-per-clip 150]
+    python benchmarks/pose_tables.py --real VIDEO [VIDEO ...]   # bytes per frame of real poses
 
 Rows are one person per frame with smooth random motion (like real keypoints, which compress),
 written with the pipeline's own Parquet settings (tables/schemas.py WRITE_OPTIONS) in parts of
@@ -59,12 +60,55 @@ def make_part(rng, first_clip: int, clips: int, fpc: int) -> tuple[pa.Table, lis
     return table, summary
 
 
+def pose_bytes(path: Path) -> int:
+    """The stored size of a Parquet file's column data (its footer and schema left out: with a few
+    hundred frames those are most of a small file, and at scale they are not)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    return sum(meta.row_group(g).column(c).total_compressed_size
+               for g in range(meta.num_row_groups) for c in range(meta.num_columns))
+
+
+def real(videos: list[Path]) -> None:
+    """Poses of real videos (MediaPipe, the pipeline's extraction and writer): bytes per frame."""
+    from animate_anyone.config import Pose
+    from animate_anyone.pose.backends import load_backend
+    from animate_anyone.pose.extract import extract_clip, pose_rows
+
+    work = HERE / "work" / "pose_tables_real"
+    shutil.rmtree(work, ignore_errors=True)
+    root = DataRoot.from_uri(work)
+    backend = load_backend(Pose(), "mediapipe")
+    per_video, rows_total, data_total = [], 0, 0
+    try:
+        for video in videos:
+            poses = extract_clip(backend, video)
+            rows = pose_rows(video.stem, poses, 30.0, backend.model_name)
+            part = write_part(root, "pose_frames", "real", video.stem, rows)
+            data = pose_bytes(part)
+            per_video.append({"video": video.name, "frames": len(poses.frames), "rows": rows.num_rows,
+                              "file_bytes": part.stat().st_size, "data_bytes": data,
+                              "data_bytes_per_frame": round(data / max(len(poses.frames), 1), 1)})
+            rows_total, data_total = rows_total + len(poses.frames), data_total + data
+            print(per_video[-1], flush=True)
+    finally:
+        backend.close()
+    result = {"videos": per_video, "frames": rows_total, "data_bytes_per_frame": round(data_total / rows_total, 1),
+              "target_bytes_per_frame": 1000, "backend": "mediapipe", "machine": machine()}
+    print(json.dumps(result, indent=1))
+    (HERE / "results" / f"pose-tables-real-{result['machine']['date']}.json").write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--frames-per-clip", type=int, default=150)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--real", type=Path, nargs="+", help="measure bytes per frame on these videos' poses instead")
     args = ap.parse_args()
+    if args.real:
+        return real(args.real)
     fpc = args.frames_per_clip
     work = HERE / "work" / "pose_tables"
     shutil.rmtree(work, ignore_errors=True)
@@ -84,7 +128,8 @@ def main() -> None:
     write_s = time.perf_counter() - t
     refresh_catalog(root)
     rows = args.rows - args.rows % fpc
-    size = sum(p.stat().st_size for p in (root.tables_dir / "pose_frames").rglob("*.parquet"))
+    parts = sorted((root.tables_dir / "pose_frames").rglob("*.parquet"))
+    size = sum(p.stat().st_size for p in parts)
     text = (HERE.parent / "docs" / "queries.md").read_text()
     recipes = dict(re.findall(r"^## (\w+)\n.*?```sql\n(.*?)```", text, flags=re.S | re.M))
     params = {"limit": 10, "clip_id": f"c{clips_total // 2:015d}", "frame_idx": 7}
@@ -99,7 +144,8 @@ def main() -> None:
         timings[name] = round(sorted(runs)[len(runs) // 2], 3)
         print(f"{name:26s} {timings[name]:.3f} s", flush=True)
     result = {"rows": rows, "frames_per_clip": fpc, "clips": clips_total, "write_s": round(write_s, 1),
-              "pose_frames_bytes": size, "bytes_per_frame": round(size / rows, 1), "recipe_median_s": timings,
+              "pose_frames_bytes": size, "bytes_per_frame": round(size / rows, 1),
+              "data_bytes_per_frame": round(sum(pose_bytes(p) for p in parts) / rows, 1), "recipe_median_s": timings,
               "target_s": 1.0, "machine": machine()}
     print(json.dumps(result, indent=1))
     (HERE / "results" / f"pose-tables-{rows}-{result['machine']['date']}.json").write_text(json.dumps(result, indent=1) + "\n")

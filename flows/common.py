@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
-from prefect.filesystems import LocalFileSystem
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from animate_anyone.config import PipelineConfig, Retries, load_config
@@ -44,8 +44,13 @@ def cached_task_options(root: DataRoot, refresh: bool = False) -> dict:
     """Persist task results under the data root, so the cache lives and dies with the data.
 
     ``refresh`` recomputes every step and overwrites its cache entry (after deleting files by hand).
+    On an object store the results live in the store (``.prefect/results`` under its prefix), so
+    every machine's task runs share one cache.
     """
-    name = "animate-anyone-results-" + sha256_json(str(root.path))[:12]
+    name = "animate-anyone-results-" + sha256_json(root.uri)[:12]
+    if root.store is not None:
+        RemoteFileSystem(basepath=root.store.url_of(root.results_dir)).save(name, overwrite=True)
+        return {"persist_result": True, "result_storage": f"remote-file-system/{name}", "refresh_cache": refresh}
     LocalFileSystem(basepath=str(root.results_dir)).save(name, overwrite=True)
     return {"persist_result": True, "result_storage": f"local-file-system/{name}", "refresh_cache": refresh}
 

@@ -48,7 +48,7 @@ def _detect_key(ctx, p) -> str:
 def _cut_key(ctx, p) -> str:
     det, root = p["detected"], DataRoot.from_uri(p["root"])
     return _key("cut", CLIPS_VERSION, det.fetched.source_id, det.fetched.sha256, det.shots.ranges,
-                p["cfg"].clips.model_dump(exclude={"split", "workers"}), str(root.path))
+                p["cfg"].clips.model_dump(exclude={"split", "workers"}), root.uri)
 
 
 @task(name="download", cache_policy=NO_CACHE)  # the library skips a source whose sidecar is on disk
@@ -57,8 +57,8 @@ def download_task(source: str, root: str, cfg: Ingest):
 
 
 @task(name="detect", cache_key_fn=_detect_key)
-def detect_task(fetched, cfg: Ingest):
-    return stages.detect(fetched, cfg)
+def detect_task(fetched, cfg: Ingest, root: str):
+    return stages.detect(fetched, cfg, DataRoot.from_uri(root))
 
 
 @task(name="cut", cache_key_fn=_cut_key)
@@ -118,7 +118,7 @@ def ingest(pipeline: str | None = None, config: str | None = None, cfg: Pipeline
         outcomes = _ingest_all(items, root, cfg.dataset, cfg.ingest, log, refresh)
     refresh_catalog(root)
     summary = {
-        "pipeline": cfg.name, "dataset": cfg.dataset, "data_root": str(root.path), "sources": len(outcomes),
+        "pipeline": cfg.name, "dataset": cfg.dataset, "data_root": root.uri, "sources": len(outcomes),
         "ok": sum(o["status"] == "ok" for o in outcomes), "duplicate": sum(o["status"] == "duplicate" for o in outcomes),
         "failed": sum(o["status"] == "failed" for o in outcomes), "clips": sum(o["clips"] for o in outcomes),
     }
@@ -156,7 +156,7 @@ def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log
                       "error": f"the same source as {first[sid]}"})
         elif sid is not None:
             first[sid] = src
-    futures = {dl.submit(src, str(root.path), cfg): src for src in items
+    futures = {dl.submit(src, root.uri, cfg): src for src in items
                if ids[src] is None or first[ids[src]] == src}
     chains = []
     for fut in as_completed(list(futures)):
@@ -167,9 +167,9 @@ def _ingest_all(items: list[str], root: DataRoot, dataset: str, cfg: Ingest, log
         elif fetched.duplicate_of:
             finished(stages.write_duplicate(fetched, ds))
         else:
-            d = det.submit(fetched, cfg)
-            c = cut.submit(d, str(root.path), cfg)
-            chains.append((src, d, c, wr.submit(c, str(root.path), dataset, cfg)))
+            d = det.submit(fetched, cfg, root.uri)
+            c = cut.submit(d, root.uri, cfg)
+            chains.append((src, d, c, wr.submit(c, root.uri, dataset, cfg)))
     for src, *steps in chains:
         for stage, f in zip(("detect", "cut", "write"), steps):
             value = f.result(raise_on_failure=False)

@@ -66,7 +66,7 @@ def extract_poses(pipeline: str | None = None, config: str | None = None, cfg: P
     total = len(shards)
     bar = create_progress_artifact(progress=0.0, key="pose-progress", description=f"{total} shards")
     progress.report("shards", 0, total)
-    args = (str(root.path), cfg.dataset, pose, name, cfg.base_dir, model, held)
+    args = (root.uri, cfg.dataset, pose, name, cfg.base_dir, model, held)
     futures = {extract_task.submit(shard, *args): shard for shard in shards}
     results = []
     for fut in as_completed(list(futures)):

@@ -52,6 +52,18 @@ def shared_fixtures() -> Path:
     return need_shared_fixtures()
 
 
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """An S3-compatible server on loopback (moto's server mode, its own process) for this module."""
+    from s3_server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory):
     """One temporary Prefect API (real server, temporary database) for every flow test."""

@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "animate_anyone"
 # bottom floor first; a room is a top-level module or package of animate_anyone
 FLOORS = [
-    ("errors", "ids", "files", "provenance", "progress", "devices", "weights", "config"),
+    ("errors", "ids", "storage", "files", "provenance", "progress", "devices", "weights", "config"),
     ("media", "tables"),
     ("models", "reference"),
     ("pipeline", "unianimate_pipeline", "pose"),

@@ -20,6 +20,7 @@ from animate_anyone.cli.app import (
 )
 from animate_anyone.cli.show import _print_evaluation, _print_train
 from animate_anyone.errors import AnimateAnyoneError
+from animate_anyone.storage import shown
 
 
 def _print_ingest(summary: dict) -> None:
@@ -98,7 +99,7 @@ def _print_pose(summary: dict) -> None:
 
 
 def _print_select(snap: dict) -> None:
-    out.print(f"selected {snap['num_clips']} training clips: snapshot {snap['snapshot_id']} ({snap['path']})",
+    out.print(f"selected {snap['num_clips']} training clips: snapshot {snap['snapshot_id']} ({shown(snap['path'])})",
               highlight=False)
 
 

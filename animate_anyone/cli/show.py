@@ -8,6 +8,7 @@ from rich.table import Table
 
 from animate_anyone.cli.app import out
 from animate_anyone.evaluation.columns import COLUMNS, TERMINAL
+from animate_anyone.storage import shown
 
 
 def _train_bar(bar: Progress):
@@ -33,7 +34,7 @@ def _print_train(result: dict) -> None:
         loss = "cached" if s.get("cached") else ("" if s.get("loss") is None else f"{s['loss']:.4f}")
         table.add_row(str(s["stage"]), s["run_id"], str(s["step"]), loss, val, s["output"])
     out.print(table)
-    out.print(f"trained model: {result['model']} (animate-anyone animate --model {Path(result['model']).name} ...)",
+    out.print(f"trained model: {shown(result['model'])} (animate-anyone animate --model {Path(result['model']).name} ...)",
               highlight=False)
 
 
@@ -51,8 +52,8 @@ def _print_evaluation(result: dict) -> None:
     out.print(table)
     for name, message in result.get("unavailable", {}).items():
         out.print(f"not scored: {name}: {message}", highlight=False)
-    out.print(f"leaderboard: {result['leaderboard']}", highlight=False)
+    out.print(f"leaderboard: {shown(result['leaderboard'])}", highlight=False)
     if result.get("plot"):
-        out.print(f"metrics over training steps: {result['plot']}", highlight=False)
+        out.print(f"metrics over training steps: {shown(result['plot'])}", highlight=False)
     for grid in result.get("grids", []):
-        out.print(f"grid (reference | pose | generated | real | error): {grid}", highlight=False)
+        out.print(f"grid (reference | pose | generated | real | error): {shown(grid)}", highlight=False)

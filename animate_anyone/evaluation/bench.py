@@ -141,7 +141,7 @@ def model_candidate(path: Path, name: str | None = None, kind: str = "model") ->
 def run_checkpoints(root: DataRoot, run_id: str) -> list[Candidate]:
     """Every complete checkpoint of training run ``run_id`` (stages 1 and 2), as candidates."""
     run_dir = root.checkpoints_dir / run_id
-    if not run_dir.is_dir():
+    if not root.exists(run_dir):
         raise EvalInputError(f"no training run {run_id!r}: {run_dir} does not exist", "unknown_run")
     job = store.run_job(run_dir)
     if job is None:
@@ -152,6 +152,7 @@ def run_checkpoints(root: DataRoot, run_id: str) -> list[Candidate]:
     out = []
     for ck in store.checkpoints(run_dir):
         step = store.checkpoint_step(ck)
+        root.fetch(ck)  # a store's checkpoint: its files here, for the fingerprint and the export
         export = root.evaluations_dir / "models" / run_id / ck.name
         out.append(Candidate(f"{run_id}@{step}", "checkpoint", str(export),
                              sha256_json(["checkpoint", run_id, step, store.fingerprint(ck)]), run_id, job["stage"],
@@ -190,7 +191,7 @@ def candidates(cfg: PipelineConfig, what: str, base: Path | None = None) -> list
     root = DataRoot.from_uri(cfg.data_root)
     if what == "all-new":
         return _all_new(cfg, root)
-    if RUN_ID.fullmatch(what) and (root.checkpoints_dir / what).is_dir():
+    if RUN_ID.fullmatch(what) and root.exists(root.checkpoints_dir / what):
         found = run_checkpoints(root, what)
         if not found:
             raise EvalInputError(f"training run {what} has no checkpoint a model can be made of (stage 0 trains the "

@@ -103,7 +103,7 @@ def clip_features(rec: Record, clips: list[TrainClip], metric: str) -> list[tupl
     out = []
     for clip in clips:
         path = rec.folder / "features" / f"{clip.clip_id}.npz"
-        if path.is_file():
+        if rec.ds.root.fetch(path):  # scored on another machine: from the store
             with np.load(path) as z:
                 if f"{metric}_real" in z and len(z[f"{metric}_real"]):
                     out.append((z[f"{metric}_real"], z[f"{metric}_generated"]))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from animate_anyone import storage
 from animate_anyone.config import Clips
 from animate_anyone.errors import MediaError
 from animate_anyone.ids import sha256_file
@@ -106,7 +107,7 @@ def cut_clips(path: Path, plan: list[PlannedClip], out_dir: Path, cfg: Clips,
     """
     out_dir = Path(out_dir)
     info = probe(path)
-    todo = sorted((c for c in plan if not (out_dir / f"{c.clip_id}.mp4").exists()), key=lambda c: c.start_frame)
+    todo = sorted((c for c in plan if not storage.fetch(out_dir / f"{c.clip_id}.mp4")), key=lambda c: c.start_frame)
     workers = max(1, min(workers or cfg.workers, len(todo)))
     if workers > 1 and not constant_rate(path):
         workers = 1

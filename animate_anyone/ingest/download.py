@@ -23,6 +23,7 @@ from typing import Any
 
 import yt_dlp
 
+from animate_anyone import storage
 from animate_anyone.config import Clips, Download
 from animate_anyone.errors import AnimateAnyoneError, DownloadError, MediaError, PermanentError, TransientDownloadError
 from animate_anyone.files import atomic_path, write_json
@@ -95,7 +96,7 @@ def _read_sidecar(side: Path) -> dict:
     root uses its own copy of the download, not the original's."""
     data = json.loads(side.read_text())
     here = side.parent / Path(data["path"]).name
-    if here.exists():
+    if here.exists() or (storage.store_of(side) is not None and storage.fetch(here)):
         data["path"] = str(here.resolve())
     return data
 
@@ -103,19 +104,21 @@ def _read_sidecar(side: Path) -> dict:
 def already_fetched(out_dir: Path, source_id: str) -> Fetched | None:
     """The completed download of ``source_id`` if its sidecar and file are both on disk."""
     side = _sidecar(out_dir, source_id)
-    if not side.exists():
+    if not storage.fetch(side):  # a store's mirror: fetched with its video when another machine got it
         return None
     data = _read_sidecar(side)
-    if not Path(data["path"]).exists():
+    if not storage.fetch(Path(data["path"])):
         return None
     return Fetched(**{**data, "skipped": True})
 
 
 def _find_by(out_dir: Path, **match: str) -> Fetched | None:
     """A completed download whose sidecar has all the ``match`` values."""
-    for side in sorted(out_dir.glob("*.info.json")):
+    for side in storage.glob(out_dir, "*.info.json"):
+        if not storage.fetch(side):
+            continue
         data = _read_sidecar(side)
-        if all(data.get(k) == v for k, v in match.items()) and Path(data["path"]).exists():
+        if all(data.get(k) == v for k, v in match.items()) and storage.fetch(Path(data["path"])):
             return Fetched(**data)
     return None
 
@@ -253,6 +256,7 @@ def fetch_url(spec: SourceSpec, out_dir: Path, cfg: Download, checks: Clips | No
         if other and other.source_id != source_id:
             path.unlink()  # the same bytes are already kept under the other source
             return _duplicate(other, spec, out_dir)
+        storage.publish(path)  # yt-dlp renamed it into place; the sidecar, written after, marks it done
         write_json(_sidecar(out_dir, source_id), fetched.__dict__)
     return fetched
 

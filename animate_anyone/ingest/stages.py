@@ -46,9 +46,12 @@ def download(text: str, root: DataRoot, cfg: Ingest) -> Fetched:
     return fetch(parse_source(text), root.sources_dir, cfg.download, checks=cfg.clips)
 
 
-def detect(fetched: Fetched, cfg: Ingest) -> Detected:
-    info = check_video(Path(fetched.path), cfg.clips)
-    shots = detect_shots(Path(fetched.path), cfg.shots.detector, cfg.shots.params, cfg.shots.downscale,
+def detect(fetched: Fetched, cfg: Ingest, root: DataRoot | None = None) -> Detected:
+    """Shots of the fetched video (``root``: read from this machine's copy, which may be fetched
+    from the store when another machine downloaded it)."""
+    path = root.media_path(fetched.path) if root is not None else Path(fetched.path)
+    info = check_video(path, cfg.clips)
+    shots = detect_shots(path, cfg.shots.detector, cfg.shots.params, cfg.shots.downscale,
                          workers=cfg.shots.workers, flash_frames=cfg.shots.flash_frames)
     return Detected(fetched, info, shots)
 
@@ -59,7 +62,7 @@ def cut(detected: Detected, root: DataRoot, cfg: Ingest) -> Cut:
     if not plan:
         reasons = "; ".join(f"shot {d.shot_idx}: {d.drop_reason}" for d in decisions)
         raise PermanentError(f"{fetched.uri}: no shot gives a clip of {cfg.clips.min_seconds:g}-{cfg.clips.max_seconds:g} s ({reasons})", "no_usable_shot")
-    clips = cut_clips(Path(fetched.path), plan, root.clips_dir / fetched.source_id, cfg.clips)
+    clips = cut_clips(root.media_path(fetched.path), plan, root.clips_dir / fetched.source_id, cfg.clips)
     return Cut(detected, tuple(clips), tuple(decisions))
 
 
@@ -69,7 +72,7 @@ def write(result: Cut, ds: Dataset, cfg: Ingest) -> dict:
     with ds.lock():
         if written(result, ds):
             f = result.detected.fetched
-            ds.delete("failures", f.source_id)
+            failures.clear(ds, f.source_id)
             return {"source_id": f.source_id, "url": f.uri, "status": "ok", "shots": len(result.detected.shots.ranges),
                     "clips": len(result.clips), "error": None}
         return _write(result, ds, cfg)
@@ -104,7 +107,7 @@ def _write(result: Cut, ds: Dataset, cfg: Ingest) -> dict:
     # all three parts or none; the sources row (its status marks the source done) goes in last
     ds.write_all([("shots", f.source_id, shot_rows), ("clips", f.source_id, clip_rows),
                   ("sources", f.source_id, [row])])
-    ds.delete("failures", f.source_id)
+    failures.clear(ds, f.source_id)
     return {"source_id": f.source_id, "url": f.uri, "status": "ok", "shots": len(shots.ranges),
             "clips": len(result.clips), "error": None}
 
@@ -135,7 +138,7 @@ def write_duplicate(fetched: Fetched, ds: Dataset) -> dict:
     row = source_row(fetched, None, status="duplicate", error=f"same video as source {fetched.duplicate_of}",
                      root=ds.root)
     ds.write("sources", fetched.source_id, [row])
-    ds.delete("failures", fetched.source_id)
+    failures.clear(ds, fetched.source_id)
     return {"source_id": fetched.source_id, "url": fetched.uri, "status": "duplicate", "shots": 0, "clips": 0,
             "error": row["error"]}
 

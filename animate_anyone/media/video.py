@@ -15,6 +15,7 @@ from typing import Iterator
 import av
 import numpy as np
 
+from animate_anyone import storage
 from animate_anyone.errors import MediaError
 from animate_anyone.files import temp_name
 
@@ -236,6 +237,7 @@ class VideoWriter:
         finally:
             if exc_type is None:
                 os.replace(self.tmp, self.path)
+                storage.publish(self.path)
             else:
                 self.tmp.unlink(missing_ok=True)
 
@@ -254,6 +256,7 @@ def mux_audio(video: Path, audio_source: Path) -> bool:
             tmp.unlink(missing_ok=True)
             raise
     os.replace(tmp, video)
+    storage.publish(video)
     return True
 
 

@@ -34,6 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from animate_anyone import storage
 from animate_anyone.errors import PermanentError
 from animate_anyone.files import check_name, remove_tree, replace_dir, temp_name
 from animate_anyone.provenance import now
@@ -58,7 +59,10 @@ class ModelFolderError(PermanentError, ValueError):
 # --- one folder ----------------------------------------------------------------------------------
 
 def is_model(path: Path) -> bool:
-    """Whether ``path`` holds a saved model (its index is there)."""
+    """Whether ``path`` holds a saved model (its index is there). A folder in a store's mirror is
+    fetched first (again when the store holds a newer save)."""
+    if storage.store_of(path) is not None:
+        storage.fetch(path)
     return (Path(path) / INDEX).is_file()
 
 
@@ -170,13 +174,16 @@ def fingerprint(path: Path) -> str:
     time, the contents of the small ones (configs, index, and the manifest that every save writes
     with a fresh id) and each safetensors file's header (tensor names, dtypes, shapes, offsets).
     Weights are never read, so a folder of gigabytes costs milliseconds. Any rewrite changes a
-    time or the manifest; a copied folder may read as new (a cache miss, never a wrong hit)."""
+    time or the manifest; a copied folder may read as new (a cache miss, never a wrong hit). In a
+    store's mirror times are left out: each machine's copy has its own, and the manifest's id
+    and the headers already tell saves apart."""
     path = Path(path)
+    mirrored = storage.store_of(path) is not None
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         st = f.stat()
         size = st.st_size
-        h.update(f"{f.relative_to(path)}\0{size}\0{st.st_mtime_ns}\0".encode())
+        h.update(f"{f.relative_to(path)}\0{size}\0{0 if mirrored else st.st_mtime_ns}\0".encode())
         with open(f, "rb") as fh:
             if f.suffix == ".safetensors" and size >= 8:
                 (n,) = struct.unpack("<Q", fh.read(8))
@@ -189,7 +196,11 @@ def fingerprint(path: Path) -> str:
 # --- training runs' checkpoints ------------------------------------------------------------------
 
 def checkpoints(run_dir: Path) -> list[Path]:
-    """A run's complete checkpoints, oldest first."""
+    """A run's complete checkpoints, oldest first (in a store's mirror: those in the store, whose
+    ``trainer.json``, uploaded last, is there)."""
+    if storage.store_of(run_dir) is not None:
+        found = [p.parent for p in storage.glob(run_dir, "step-*/trainer.json") if CHECKPOINT.match(p.parent.name)]
+        return sorted(found, key=checkpoint_step)
     found = [p for p in Path(run_dir).glob("step-*") if CHECKPOINT.match(p.name) and (p / "trainer.json").is_file()]
     return sorted(found, key=checkpoint_step)
 
@@ -201,6 +212,7 @@ def checkpoint_step(path: Path) -> int:
 def run_job(run_dir: Path) -> dict | None:
     """What a training run was asked to do (its ``job.json``), or None for a run from before it was kept."""
     file = Path(run_dir) / RUN_JOB
+    storage.fetch(file)
     return json.loads(file.read_text()) if file.is_file() else None
 
 
@@ -239,6 +251,7 @@ class ModelStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        storage.publish(link)
         return link
 
     def resolve(self, spec: str, base_dir: Path | None = None) -> Path:

@@ -14,7 +14,9 @@ default 300 s; the connection is interrupted). The error says which limit stoppe
 
 ``catalog.duckdb`` holds the same views for the DuckDB CLI or a notebook. Its paths are relative
 to the data root, so a copied or moved data root keeps working: open it from the data root, or
-run ``SET file_search_path = '<data root>'`` first.
+run ``SET file_search_path = '<data root>'`` first. On an object store the catalog's views name
+the store's URLs (``s3://bucket/prefix/tables/…``): it is built here through fsspec, and a DuckDB
+that opens it reads them with its ``httpfs`` extension and a secret for the store (docs/scale.md).
 """
 from __future__ import annotations
 
@@ -115,15 +117,22 @@ def sandbox(root: DataRoot, limits: QueryLimits | None = None, temp_dir: str | N
 
 
 def refresh_catalog(root: DataRoot) -> list[str]:
-    """Rebuild ``catalog.duckdb`` (views with paths relative to the data root); returns the names."""
+    """Rebuild ``catalog.duckdb`` (views with paths relative to the data root, or the store's URLs);
+    returns the names. Its content follows from the tables alone, so two machines that refresh it
+    at once write the same file (one PUT wins, either is right)."""
     root.path.mkdir(parents=True, exist_ok=True)
     with data_root_lock(root.path), atomic_path(root.catalog) as tmp:
         con = duckdb.connect(str(tmp))
         try:
-            con.execute(f"SET file_search_path = {_sql_str(str(root.path))}")  # binds the relative paths
+            if root.store is not None:  # DuckDB reads the store through fsspec to bind the views
+                con.register_filesystem(root.store.fs)
+                prefix = f"{root.store.url}/"
+            else:
+                con.execute(f"SET file_search_path = {_sql_str(str(root.path))}")  # binds the relative paths
+                prefix = ""
             for table, schema in SCHEMAS.items():
-                if any((root.tables_dir / table).glob("dataset=*/*.parquet")):
-                    glob = _sql_str(f"tables/{table}/dataset=*/*.parquet")
+                if root.glob(root.tables_dir / table, "dataset=*/*.parquet"):
+                    glob = _sql_str(f"{prefix}tables/{table}/dataset=*/*.parquet")
                     con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({glob}, hive_partitioning = true, "
                                 "union_by_name = true)")
                 else:
@@ -140,8 +149,8 @@ def refresh_catalog(root: DataRoot) -> list[str]:
 def query(root: DataRoot, sql: str, limits: QueryLimits | None = None, params: dict | None = None) -> pa.Table:
     """Run one statement over the data root's tables, read-only and within ``limits`` (see the
     module's notes). Values go in ``params`` (``$name`` in the SQL), never into the SQL text."""
-    if not root.tables_dir.is_dir() and not root.catalog.exists():
-        raise QueryError(f"{root.path}: no tables yet; run `animate-anyone ingest` (or `run`) first", "no_tables")
+    if not root.exists(root.tables_dir) and not root.exists(root.catalog):
+        raise QueryError(f"{root.uri}: no tables yet; run `animate-anyone ingest` (or `run`) first", "no_tables")
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:

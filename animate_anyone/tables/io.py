@@ -3,8 +3,9 @@
 A table is ``tables/<table>/dataset=<name>/<part>.parquet``. A part holds the rows of one item
 (a source, a shard, or one failed item), so rewriting an item replaces its rows instead of
 appending duplicates. Parts are written to a temporary name unique to the writer and renamed
-(``files.atomic_path``), under the data root's lock, so a crash leaves nothing a reader globs
-and concurrent runs never interleave a read-modify-write.
+(``files.atomic_path``), so a crash leaves nothing a reader globs. On a local root the writes
+take the data root's lock; on an object store (``storage``) each part is one PUT of a finished
+file and the tables are read from the store through Arrow's filesystem.
 """
 from __future__ import annotations
 
@@ -13,22 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from animate_anyone import storage
 from animate_anyone.config import PipelineConfig
-from animate_anyone.errors import ConfigError
 from animate_anyone.files import atomic_path, data_root_lock, temp_name
-from animate_anyone.tables.schemas import SCHEMAS, WRITE_OPTIONS
+from animate_anyone.tables.schemas import SCHEMAS, STORED_PRECISION, WRITE_OPTIONS
 
 
 @dataclass(frozen=True)
 class DataRoot:
-    """Where a pipeline's media, tables and catalog live."""
+    """Where a pipeline's media, tables and catalog live: a local folder (``path``), or an object
+    store (``store``) whose mirror on this machine is ``path``."""
 
     path: Path
+    store: storage.Store | None = None
 
     @classmethod
     def from_uri(cls, uri: str | os.PathLike) -> "DataRoot":
@@ -36,18 +40,35 @@ class DataRoot:
         if text.startswith("file://"):
             text = text[len("file://"):]
         elif "://" in text:
-            import fsspec
+            protocol = text.split("://", 1)[0].lower()
+            if protocol in ("file", "local"):
+                text = text.split("://", 1)[1]
+            else:
+                store = storage.open_store(text)
+                return cls(store.local, store)
+        path = Path(text).expanduser().resolve()
+        store = storage.store_of(path)  # a mirror's own folder names its store
+        return cls(store.local, store) if store is not None and store.local == path else cls(path)
 
-            protocol = text.split("://", 1)[0]
-            try:
-                fs = fsspec.filesystem(protocol)
-            except (ImportError, ValueError) as exc:
-                raise ConfigError(f"data_root {uri!r}: fsspec has no usable filesystem for {protocol!r} ({exc})") from exc
-            if not getattr(fs, "local_file", False) and protocol not in ("file", "local"):
-                raise ConfigError(
-                    f"data_root {uri!r}: ingest decodes and encodes media in place, so the data root must be "
-                    f"a local or mounted filesystem (a path, or file://); mount {protocol!r} storage and give its path")
-        return cls(Path(text).expanduser().resolve())
+    def __reduce__(self):  # unpickled elsewhere (a Dask worker): that machine's own mirror of the store
+        return (DataRoot.from_uri, (self.uri,)) if self.store is not None else (DataRoot, (self.path,))
+
+    @property
+    def uri(self) -> str:
+        """What another process opens this root by: the store's URL, or the folder's path."""
+        return self.store.url if self.store is not None else str(self.path)
+
+    def exists(self, path: Path) -> bool:
+        """Is ``path`` under this root here, or (a store) in the store?"""
+        return storage.exists(path) if self.store is not None else Path(path).exists()
+
+    def fetch(self, path: Path, fresh: bool | None = None) -> bool:
+        """Make a file or folder of this root present here (a store: downloaded into the mirror)."""
+        return storage.fetch(path, fresh) if self.store is not None else Path(path).exists()
+
+    def glob(self, folder: Path, pattern: str) -> list[Path]:
+        """Files under ``folder`` (a store: every machine's objects, as mirror paths)."""
+        return storage.glob(folder, pattern) if self.store is not None else sorted(Path(folder).glob(pattern))
 
     # every folder the project keeps under a data root
     @property
@@ -111,23 +132,36 @@ class DataRoot:
         try:
             return path.relative_to(self.path).as_posix()
         except ValueError:
+            if self.store is not None and "media" in path.parts:  # another machine's mirror of this store
+                return Path(*path.parts[path.parts.index("media"):]).as_posix()
             return path.as_uri()
 
-    def media_path(self, uri: str) -> Path:
+    def media_path(self, uri: str, fetch: bool = True) -> Path:
         """The file a stored ``clip_uri``/``file_uri`` names, under this data root. Relative values
         are taken from the root; an absolute one written before paths were relative is read from
-        this root when the same ``media/…`` file is here (a copied root), else where it says."""
+        this root when the same ``media/…`` file is here (a copied root), else where it says. On a
+        store the file is fetched into the mirror first (unless ``fetch`` is False)."""
         text = unquote(urlparse(uri).path) if uri.startswith("file://") else uri
         path = Path(text)
         if not path.is_absolute():
+            if self.store is not None and fetch:
+                self.fetch(self.path / path)
             return self.path / path
         parts = path.parts
         if "media" in parts:
             k = len(parts) - 1 - parts[::-1].index("media")
             here = self.path.joinpath(*parts[k:])
+            if self.store is not None and not self.owns(path):  # another machine's mirror: this one's copy
+                if fetch:
+                    self.fetch(here)
+                return here
             if here.exists() or not path.exists():
                 return here
         return path
+
+    def owns(self, path: Path) -> bool:
+        path = Path(path)
+        return path == self.path or self.path in path.parents
 
 
 def write_part(root: DataRoot, table: str, dataset: str, part: str, rows: list[dict] | pa.Table) -> Path:
@@ -154,6 +188,7 @@ def write_parts(root: DataRoot, dataset: str, parts: list[tuple[str, str, list[d
                 pq.write_table(_arrow(table, rows), tmp, compression="zstd", **WRITE_OPTIONS.get(table, {}))
             for tmp, dest in staged:
                 os.replace(tmp, dest)
+                storage.publish(dest)
         finally:
             for tmp, _ in staged:
                 tmp.unlink(missing_ok=True)
@@ -162,25 +197,47 @@ def write_parts(root: DataRoot, dataset: str, parts: list[tuple[str, str, list[d
 
 def _arrow(table: str, rows: list[dict] | pa.Table) -> pa.Table:
     schema = SCHEMAS[table]
-    return rows.select(schema.names).cast(schema) if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
+    data = rows.select(schema.names).cast(schema) if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
+    for column, step in STORED_PRECISION.get(table, {}).items():
+        data = data.set_column(data.schema.get_field_index(column), schema.field(column), _rounded(data[column], step))
+    return data
+
+
+def _rounded(column: pa.ChunkedArray, step: int) -> pa.ChunkedArray:
+    """A fixed-size float list column with every value rounded to a multiple of ``1/step``."""
+    chunks = []
+    for chunk in column.chunks:
+        size = chunk.type.list_size
+        flat = chunk.values.slice(chunk.offset * size, len(chunk) * size).to_numpy(zero_copy_only=False)
+        values = (np.round(flat.astype(np.float64) * step) / step).astype(np.float32)
+        chunks.append(pa.FixedSizeListArray.from_arrays(pa.array(values, pa.float32()), size,
+                                                        mask=chunk.is_null() if chunk.null_count else None))
+    return pa.chunked_array(chunks, column.type)
 
 
 def list_parts(root: DataRoot, table: str, dataset: str) -> list[str]:
     """The part names of one dataset of ``table``."""
-    return sorted(p.stem for p in (root.tables_dir / table / f"dataset={dataset}").glob("*.parquet"))
+    return sorted(p.stem for p in root.glob(root.tables_dir / table / f"dataset={dataset}", "*.parquet"))
 
 
 def delete_part(root: DataRoot, table: str, dataset: str, part: str) -> bool:
     path = root.part_path(table, dataset, part)
     with data_root_lock(root.path):
-        if path.exists():
-            path.unlink()
-            return True
-    return False
+        found = path.exists()
+        path.unlink(missing_ok=True)
+        if root.store is not None and root.store.exists(path):
+            root.store.remove(path)
+            found = True
+    return found
 
 
 def read_part(root: DataRoot, table: str, dataset: str, part: str) -> list[dict]:
     path = root.part_path(table, dataset, part)
+    if root.store is not None:
+        remote = root.store.remote(path)
+        if not root.store.exists(path):
+            return []
+        return pq.read_table(remote, filesystem=root.store.arrow_filesystem()).to_pylist()
     return pq.read_table(path).to_pylist() if path.exists() else []
 
 
@@ -189,11 +246,17 @@ def table_dataset(root: DataRoot, table: str, dataset: str | None = None) -> pad
     comes from the hive partition; an empty table of the schema when there is no part yet."""
     base = root.tables_dir / table
     pattern = f"dataset={dataset}/*.parquet" if dataset else "dataset=*/*.parquet"
-    files = sorted(str(f) for f in base.glob(pattern))
     schema = SCHEMAS[table].append(pa.field("dataset", pa.string()))
+    part = pads.partitioning(pa.schema([("dataset", pa.string())]), flavor="hive")
+    if root.store is not None:  # the store's parts, read where they are
+        files = [root.store.remote(f) for f in root.glob(base, pattern)]
+        if not files:
+            return schema.empty_table()
+        return pads.dataset(files, schema=schema, format="parquet", partitioning=part,
+                            partition_base_dir=root.store.remote(base), filesystem=root.store.arrow_filesystem())
+    files = sorted(str(f) for f in base.glob(pattern))
     if not files:
         return schema.empty_table()
-    part = pads.partitioning(pa.schema([("dataset", pa.string())]), flavor="hive")
     return pads.dataset(files, schema=schema, format="parquet", partitioning=part, partition_base_dir=str(base))
 
 
@@ -229,7 +292,7 @@ class Dataset:
         return cls(cfg.data_root, cfg.dataset)
 
     def __repr__(self) -> str:
-        return f"Dataset({str(self.root.path)!r}, {self.name!r})"
+        return f"Dataset({self.root.uri!r}, {self.name!r})"
 
     def part_path(self, table: str, part: str) -> Path:
         return self.root.part_path(table, self.name, part)

@@ -64,7 +64,8 @@ def select_clips(ds: Dataset, where: str, splits: list[str], pipeline: str = "",
     except QueryError as exc:
         raise QueryError(f"{field_name} {where!r} cannot select clips: {exc.message}", "bad_selection") from exc
     pairs = [[r["clip_id"], r["sha256"]] for r in rows]
-    stamps = {r["clip_id"]: _stamp(ds.root.media_path(r["clip_uri"])) for r in rows}
+    # a store's clips are not fetched to be selected: training hashes each one when it fetches it
+    stamps = {} if ds.root.store is not None else {r["clip_id"]: _stamp(ds.root.media_path(r["clip_uri"])) for r in rows}
     digest = sha256_json(pairs)
     snap = {"snapshot_id": "s" + sha256_json([dataset, pairs])[:15], "dataset": dataset, "pipeline": pipeline,
             "where": where, "splits": list(splits), "num_clips": len(pairs), "clips_sha256": digest,
@@ -72,7 +73,7 @@ def select_clips(ds: Dataset, where: str, splits: list[str], pipeline: str = "",
     folder = snapshots_dir(ds)
     path = folder / f"{snap['snapshot_id']}.json"
     with ds.lock():
-        if path.exists():
+        if ds.root.fetch(path):
             snap = json.loads(path.read_text())
         else:
             write_json(path, snap)
@@ -86,12 +87,12 @@ def load_snapshot(ds: Dataset, snapshot_id: str = "latest") -> dict:
     folder = snapshots_dir(ds)
     if snapshot_id == "latest":
         pointer = folder / "latest.json"
-        if not pointer.exists():
+        if not ds.root.fetch(pointer):
             raise QueryError(f"{folder}: no snapshot selected yet for dataset {dataset!r}", "no_snapshot")
         snapshot_id = json.loads(pointer.read_text())["snapshot_id"]
     path = folder / f"{snapshot_id}.json"
-    if not path.exists():
-        known = sorted(p.stem for p in folder.glob("s*.json"))
+    if not ds.root.fetch(path):
+        known = sorted(p.stem for p in ds.root.glob(folder, "s*.json"))
         raise QueryError(f"no snapshot {snapshot_id!r} for dataset {dataset!r} in {folder}; known: {known}", "no_snapshot")
     snap = json.loads(path.read_text())
     return snap

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from animate_anyone import storage
 from animate_anyone.errors import PermanentError
 from animate_anyone.files import remove_tree
 from animate_anyone.models import store
@@ -46,6 +47,7 @@ def save(accelerator, run_dir: Path, step: int, trainer: dict, keep: int) -> Pat
             if final.exists():
                 remove_tree(final, run_dir)
             tmp.rename(final)
+            storage.publish(final)  # a store's mirror: uploaded, trainer.json last
     except BaseException as exc:
         if accelerator.is_main_process and tmp.exists():
             remove_tree(tmp, run_dir)
@@ -64,6 +66,7 @@ def save(accelerator, run_dir: Path, step: int, trainer: dict, keep: int) -> Pat
 
 
 def load(accelerator, path: Path) -> dict:
+    storage.fetch(path)
     accelerator.load_state(str(path))
     return json.loads((Path(path) / "trainer.json").read_text())
 

@@ -91,10 +91,10 @@ def plan_stage(cfg: PipelineConfig, stage: int, snapshot: dict, max_steps: int |
                "train": {k: train_cfg[k] for k in ("size", "init", "seed")},
                "start": store.fingerprint(start) if start else None}
     run_id = f"{cfg.name}-s{stage}-" + sha256_json(decides)[:12]
-    root = DataRoot.from_uri(cfg.data_root).path
-    return StageJob(data_root=str(root), dataset=cfg.dataset, pipeline=cfg.name, stage=stage, stage_cfg=stage_cfg,
+    root = DataRoot.from_uri(cfg.data_root)
+    return StageJob(data_root=root.uri, dataset=cfg.dataset, pipeline=cfg.name, stage=stage, stage_cfg=stage_cfg,
                     train_cfg=train_cfg, base_dir=cfg.base_dir, snapshot=snapshot, run_id=run_id,
-                    run_dir=str(root / "checkpoints" / run_id), start=str(start) if start else None,
+                    run_dir=str(root.checkpoints_dir / run_id), start=str(start) if start else None,
                     output=str(stage_output(cfg, stage)), max_steps=max_steps, resume=resume)
 
 

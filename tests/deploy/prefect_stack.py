@@ -3,6 +3,7 @@ own process, as an operator starts them; everything started is stopped at the en
 not (the process and all its children)."""
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -62,10 +63,10 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.logs: dict[str, Path] = {}
 
-    def spawn(self, name: str, args: list[str], cwd: Path) -> subprocess.Popen:
+    def spawn(self, name: str, args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
         log = self.home / f"{name}.log"
         self.logs[name] = log
-        proc = subprocess.Popen(args, env=self.env, cwd=cwd, stdout=open(log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        proc = subprocess.Popen(args, env={**self.env, **(env or {})}, cwd=cwd, stdout=open(log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
         self.procs.append(proc)
         return proc
 
@@ -83,15 +84,18 @@ class Stack:
                 time.sleep(0.5)
         raise RuntimeError(f"prefect server did not answer in {timeout_s} s: {self.log('server')[-3000:]}")
 
-    def start_worker(self, pool: str, cwd: Path) -> subprocess.Popen:
-        return self.spawn(f"worker-{pool}", [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type",
-                                             "process", "--name", f"test-{pool}"], cwd)
+    def start_worker(self, pool: str, cwd: Path, env: dict | None = None, name: str | None = None) -> subprocess.Popen:
+        """A process worker polling ``pool`` (``env``: what differs on its machine)."""
+        name = name or f"test-{pool}"
+        return self.spawn(f"worker-{name}" if name != f"test-{pool}" else f"worker-{pool}",
+                          [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process", "--name", name],
+                          cwd, env)
 
     def log(self, name: str) -> str:
         return self.logs[name].read_text(errors="replace") if name in self.logs else ""
 
-    def run(self, args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(args, env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    def run(self, args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(args, env={**self.env, **(env or {})}, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
     @contextmanager
     def client(self):
@@ -121,3 +125,19 @@ def write_pipelines(path: Path, data_root: Path, **deploy) -> Path:
     cfg["default"] = "test"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+ADMIN_URL = os.environ.get("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def sql(statement: str, url: str = ADMIN_URL):
+    import asyncpg
+
+    async def go():
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            return await conn.fetch(statement)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())

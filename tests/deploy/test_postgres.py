@@ -6,48 +6,14 @@ machine of ours and CI runs, trust auth). The test makes a database of its own a
 Without a reachable server it skips on a user's machine and fails in CI."""
 from __future__ import annotations
 
-import asyncio
-import os
-import uuid
 from pathlib import Path
 
 import pytest
-from prefect_stack import BIN, Stack, write_pipelines
+from prefect_stack import BIN, Stack, sql, write_pipelines
 
 from animate_anyone.tables import DataRoot, read_table
 
 pytestmark = [pytest.mark.postgres, pytest.mark.deploy, pytest.mark.slow, pytest.mark.timeout(900)]
-
-ADMIN_URL = os.environ.get("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _sql(statement: str, url: str = ADMIN_URL):
-    import asyncpg
-
-    async def go():
-        conn = await asyncpg.connect(url, timeout=5)
-        try:
-            return await conn.fetch(statement)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
-
-
-@pytest.fixture()
-def database():
-    try:
-        _sql("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 (any reason the server cannot be reached)
-        message = f"no PostgreSQL at {ADMIN_URL} ({type(exc).__name__}: {exc}); set POSTGRES_URL"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"aa_prefect_{uuid.uuid4().hex[:12]}"
-    _sql(f'CREATE DATABASE "{name}"')
-    base = ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    _sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_a_prefect_server_on_postgres_runs_a_deployed_refresh_through_a_worker(database, tmp_path):
@@ -70,7 +36,7 @@ def test_a_prefect_server_on_postgres_runs_a_deployed_refresh_through_a_worker(d
     clips = read_table(root, "clips").num_rows
     assert clips >= 1 and read_table(root, "clip_pose_summary").num_rows == clips
     # the runs live in PostgreSQL: the server kept them there, not in a SQLite file
-    rows = _sql("SELECT f.name AS flow, r.state_name AS state FROM flow_run r JOIN flow f ON f.id = r.flow_id "
+    rows = sql("SELECT f.name AS flow, r.state_name AS state FROM flow_run r JOIN flow f ON f.id = r.flow_id "
                 "WHERE r.parent_task_run_id IS NULL", database)
     assert [(r["flow"], r["state"]) for r in rows] == [("refresh", "Completed")]
     assert not list((tmp_path / "prefect").glob("*.db"))

@@ -2,6 +2,8 @@
 as the default thread pool: the same clips cut at the same frames, the same poses."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -71,3 +73,68 @@ def test_dask_cluster_gives_the_same_tables_as_threads(test_config, tmp_path, ap
     # the tasks ran on the Dask workers (their task runs are on the server like any other)
     states = api.task_states(run_id)
     assert states and set(states.values()) == {"Completed"}
+
+
+def test_dask_workers_that_share_only_the_store_give_the_same_tables(test_config, tmp_path, s3, monkeypatch):
+    """A scheduler and two `dask worker` processes, each with its own home, scratch and mirror of
+    an S3 data root (moto on loopback), run the refresh; the tables equal a thread pool's on a
+    local root. (The flow's process is a third machine with a mirror of its own.)"""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from distributed import Client
+    from s3_server import use_in_this_process
+
+    use_in_this_process(s3, tmp_path / "flow-machine", monkeypatch)
+    uri = f"s3://{s3.bucket()}/dask"
+    cfg = yaml.safe_load(test_config.read_text())
+    cfg["pipelines"]["test"]["sources"]["puppets"].update(count=1, seconds=8)
+    test_config.write_text(yaml.safe_dump(cfg))
+    threads_summary, _ = _refresh(test_config, "test")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dask = Path(sys.executable).parent / "dask"
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for name in ("worker-a", "worker-b"):
+            home = tmp_path / name
+            (home / "tmp").mkdir(parents=True)
+            env = {**os.environ, **s3.env, "HOME": str(home), "ANIMATE_ANYONE_CACHE": str(home / "cache"),
+                   "TMPDIR": str(home / "tmp")}
+            procs.append(subprocess.Popen([str(dask), "worker", address, "--nworkers", "1", "--nthreads", "1",
+                                           "--no-dashboard", "--local-directory", str(home / "tmp"), "--name", name],
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with Client(address, timeout=5) as client:
+                    client.wait_for_workers(2, timeout=120)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        cfg["pipelines"]["dask"] = dict(cfg["pipelines"]["test"], data_root=uri,
+                                        runner={"type": "dask", "address": address})
+        test_config.write_text(yaml.safe_dump(cfg))
+        dask_summary, _ = _refresh(test_config, "dask")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    assert dask_summary["ingest"]["clips"] == threads_summary["ingest"]["clips"] > 0
+    assert dask_summary["pose"]["ok"] == threads_summary["pose"]["ok"] == dask_summary["pose"]["clips"]
+    local = _tables(DataRoot.from_uri(load_config("test", test_config).data_root))
+    on_store = _tables(DataRoot.from_uri(uri))
+    for name in local:
+        assert on_store[name] == local[name], name
+    # each worker did its share in its own mirror (none in the other's, none in a shared folder)
+    worked = [name for name in ("worker-a", "worker-b") if list((tmp_path / name / "cache").rglob("*.mp4"))]
+    assert worked, "no worker touched a clip"

@@ -54,4 +54,7 @@ def test_data_root_uris(tmp_path):
     assert DataRoot.from_uri(f"file://{tmp_path}").path == tmp_path.resolve()
     with pytest.raises(ConfigError) as e:
         DataRoot.from_uri("memory://bucket/data")
-    assert "memory" in str(e.value) and "mount" in str(e.value)
+    assert "lives inside one process" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        DataRoot.from_uri("nosuchstore://bucket/data")
+    assert "nosuchstore" in str(e.value)
