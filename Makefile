@@ -34,10 +34,10 @@ lint: install
 	$(BIN)/ruff check animate_anyone flows tests benchmarks
 
 test-main: install lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not gpu and not postgres"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 -m "not gpu and not postgres"
 
 test-postgres: install
-	$(BIN)/python -m pytest -q -m "postgres and not gpu"
+	$(BIN)/python -m pytest -q --durations=15 -m "postgres and not gpu"
 
 # the inner loop: no subprocess CLI runs, no Prefect flows, nothing slow (under 2 minutes)
 test-fast: install lint
