@@ -174,8 +174,13 @@ class Store:
 
     def fetch(self, path: Path, fresh: bool | None = None) -> bool:
         """Make ``path`` (a mirror file or folder) present here from the store; False if the store
-        has no such object either. ``fresh`` (default: for names in ``FRESH_NAMES`` and folders)
-        compares with the store's copy and fetches again when it differs."""
+        has no such object either.
+
+        A file is fetched when it is missing here, or (``fresh``, by default for ``FRESH_NAMES``)
+        when its content differs from the store's. A folder is taken as one save: when the
+        store's marker (``manifest.json``, ``trainer.json``) is the one here, nothing moves;
+        when it differs, every file is fetched again, the marker last; a folder without a marker
+        fetches the files missing here or of another size."""
         path = Path(path)
         fresh = (path.name in FRESH_NAMES) if fresh is None else fresh
         if path.exists() and not fresh and not path.is_dir():
@@ -186,31 +191,59 @@ class Store:
             fs.invalidate_cache(remote)
             kind = fs.info(remote)["type"] if fs.exists(remote) else None
             if kind is None:
-                link = remote + LINK_SUFFIX
-                if fs.exists(link):
-                    target = fs.cat_file(link).decode().strip()
-                    self.fetch(path.parent / target)
-                    if not path.is_symlink():
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-                        os.symlink(target, tmp)
-                        os.replace(tmp, path)
-                    return True
-                return path.exists()
+                return self._fetch_link(path, remote)
             if kind == "directory":
-                for name in self._files(remote):
-                    self._get(name, self.mirror(name), compare=True)
+                self._fetch_folder(remote)
                 return True
-            self._get(remote, path, compare=fresh)
+            self._get(remote, path, "content" if fresh else "missing")
             return True
         except (FileNotFoundError, StoreError):
             raise
         except Exception as exc:  # noqa: BLE001
             raise StoreError(f"cannot read {self.url_of(path)} ({_why(exc)})", "store_error") from exc
 
-    def _get(self, remote: str, dest: Path, compare: bool) -> None:
-        if dest.exists() and not dest.is_dir():
-            if not compare or _same(self.fs.info(remote), dest):
+    def _fetch_link(self, path: Path, remote: str) -> bool:
+        link = remote + LINK_SUFFIX
+        if not self.fs.exists(link):
+            return path.exists()
+        target = self.fs.cat_file(link).decode().strip()
+        self.fetch(path.parent / target)
+        if not (path.is_symlink() and os.readlink(path) == target):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            os.symlink(target, tmp)
+            os.replace(tmp, path)
+        return True
+
+    def _fetch_folder(self, remote: str) -> None:
+        self.fs.invalidate_cache(remote)
+        listing = self.fs.find(remote, detail=True)
+        depth = remote.count("/") + 1
+        mark = next((n for n in sorted(listing) if n.count("/") == depth and n.rsplit("/", 1)[1] in FOLDER_MARKERS),
+                    None)
+        if mark is not None:
+            here = self.mirror(mark)
+            if here.is_file() and _same(listing[mark], here):
+                return  # the same save is here already
+        for name in sorted(listing, key=lambda n: n == mark):
+            self._get(name, self.mirror(name), "always" if mark is not None else "size", listing[name])
+        if mark is not None:  # another save: what the older one had and this one has not goes
+            wanted = {self.mirror(n) for n in listing}
+            for f in self.mirror(remote).rglob("*"):
+                if f.is_file() and not f.name.startswith(".") and f not in wanted:
+                    f.unlink()
+
+    def _get(self, remote: str, dest: Path, when: str, info: dict | None = None) -> None:
+        """Download ``remote`` to ``dest`` (atomically) unless ``when`` says the copy here will do:
+        ``missing`` (it is here), ``size`` (here, of the same size), ``content`` (here, the same
+        bytes), ``always`` (never)."""
+        if dest.is_file() and when != "always":
+            if when == "missing":
+                return
+            info = info or self.fs.info(remote)
+            if when == "size" and int(info.get("size") or -1) == dest.stat().st_size:
+                return
+            if when == "content" and _same(info, dest):
                 return
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
@@ -262,7 +295,8 @@ def _why(exc: BaseException) -> str:
 
 
 def _same(info: dict, local: Path) -> bool:
-    """Is the local file the store's object? Size, then the ETag where it is a plain MD5."""
+    """Is the local file the store's object? Size, then the ETag where it is a plain MD5 (used on
+    small files: markers and pointers)."""
     if int(info.get("size") or -1) != local.stat().st_size:
         return False
     etag = str(info.get("ETag") or info.get("etag") or "").strip('"')

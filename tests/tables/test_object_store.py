@@ -120,6 +120,15 @@ def test_a_saved_model_folder_is_loaded_on_another_machine(s3, root, tmp_path):
     """)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", store.manifest(folder)["saved_id"]]
+    # saved again under the same name (a retrained model): the other machine's copy is replaced
+    store.save(folder, lambda tmp: (tmp / "model_index.json").parent.mkdir(parents=True, exist_ok=True)
+               or (tmp / "model_index.json").write_text('{"retrained": true}'), family_name="animate-anyone")
+    out = _other_machine(s3, tmp_path, f"""
+        from animate_anyone.models import store
+        path = store.ModelStore("s3://{bucket}/datasets/dance").path("tiny")
+        print(store.is_model(path), store.manifest(path)["saved_id"], (path / "model_index.json").read_text())
+    """)
+    assert out.stdout.split() == ["True", store.manifest(folder)["saved_id"], '{"retrained":', "true}"], out.stderr
 
 
 def test_failures_are_one_part_per_attempt_so_two_machines_never_overwrite_each_other(s3, root, tmp_path):
