@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from animate_anyone.errors import ConfigError, PermanentError, RetryableError
 
@@ -383,11 +381,3 @@ def shown(path: Path | str) -> str:
     store = store_of(path)
     return str(path) if store is None or not store.owns(path) else f"{store.url_of(path)} (here: {path})"
 
-
-def iter_stores() -> Iterator[Store]:
-    return iter(list(_stores.values()))
-
-
-def clear_local(store: Store) -> None:
-    """Empty this machine's mirror (the store keeps everything)."""
-    shutil.rmtree(store.local, ignore_errors=True)
