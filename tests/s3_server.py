@@ -4,7 +4,6 @@ credentials are made up per server (moto takes any), so a test can look for them
 must never appear."""
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -89,7 +88,7 @@ def use_in_this_process(server: S3Server, cache: Path, monkeypatch) -> None:
     for k, v in server.env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("ANIMATE_ANYONE_CACHE", str(cache))
-    os.environ.pop("AWS_PROFILE", None)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
     import fsspec
 
     fsspec.config.conf.pop("s3", None)

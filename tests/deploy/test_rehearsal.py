@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from prefect_stack import BIN, Stack, stop_tree, write_pipelines
+from s3_server import use_in_this_process
 
 from animate_anyone.tables import DataRoot, read_table
 
@@ -145,9 +146,6 @@ def test_two_workers_that_share_only_the_store_and_the_server(database, s3, tmp_
         stack.stop()
 
     # this process is a third machine: it reads the tables from the store
-    os.environ.update(s3.env)
-    from s3_server import use_in_this_process
-
     mp = pytest.MonkeyPatch()
     try:
         use_in_this_process(s3, tmp_path / "machine-c", mp)

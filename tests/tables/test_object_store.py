@@ -3,10 +3,10 @@ objects and read from the store, files fetched into each machine's own mirror, f
 attempt without a lock, and clear messages for what cannot work."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from s3_server import use_in_this_process
@@ -172,7 +172,7 @@ def test_the_cli_runs_on_a_store_and_never_prints_the_credentials(s3, root, tmp_
     ds.write("sources", "src1", [{"source_id": "src1", "url": "https://example.com/a", "status": "ok", "num_clips": 0}])
     failures.record(ds, "ingest", "src2", "https://example.com/b", ValueError("nope"))
     env = {**s3.env, "ANIMATE_ANYONE_CACHE": str(tmp_path / "cli"), "PATH": "/usr/bin:/bin"}
-    cli = [str(__import__("pathlib").Path(sys.executable).parent / "animate-anyone")]
+    cli = [str(Path(sys.executable).parent / "animate-anyone")]
     out = subprocess.run([*cli, "query", "--data-root", root.uri, "SELECT item_id, attempt FROM failures"],
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -184,4 +184,3 @@ def test_the_cli_runs_on_a_store_and_never_prints_the_credentials(s3, root, tmp_
     bucket = root.store.base.split("/")[0]
     for key in s3.keys(bucket):
         assert s3.secret.encode() not in s3.read(bucket, key), key
-    assert json.loads(json.dumps(root.uri)) == root.uri
