@@ -37,12 +37,11 @@ def animate(
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
 ) -> None:
     """Animate a reference image along a pose video or a clip's poses; writes an mp4 and a grid."""
-    from animate_anyone import animate as lib
-
     cfg = _config(pipeline, config, data_root=data_root)
     if device is not None and not (device in ("auto", "cpu") or device.startswith("cuda")):
         err.print(f"error: --device must be auto, cpu, cuda or cuda:N; got {device!r}")
         raise typer.Exit(EXIT_BAD_INPUT)
+    from animate_anyone import animate as lib  # torch and diffusers: after the checks above (seconds)
     request = lib.AnimateRequest(
         reference=reference, pose=pose, model=model, out=str(out_file) if out_file else None, retarget=retarget,
         frames=frames, height=height, width=width, steps=steps, guidance=guidance, window=window, overlap=overlap,
@@ -72,10 +71,9 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="Pipelines file."),
 ) -> None:
     """Train the model on a selection snapshot: stage 0 (VAE), 1 (image), 2 (motion), resuming by itself."""
-    from animate_anyone.training.loop import TrainingStopped
-    from animate_anyone.training.run import train as run_train
-
     cfg = _config(pipeline, config, data_root=data_root)
+    from animate_anyone.training.loop import TrainingStopped  # torch and diffusers: after the checks
+    from animate_anyone.training.run import train as run_train
     try:
         with _bar() as bar:
             with progress_events.listen(_train_bar(bar)):
@@ -101,11 +99,10 @@ def evaluate(
 ) -> None:
     """Score models on the held-out clips of a snapshot beside their baselines; results go to the
     eval_runs and eval_results tables, the leaderboard and pictures under DATA_ROOT/evaluations/."""
-    from animate_anyone.evaluation.run import evaluate as run_evaluate
-
     cfg = _config(pipeline, config, data_root=data_root)
     if split is not None and not split.strip():
         _fail(AnimateAnyoneError("--split must name a split (test, val or train)"))
+    from animate_anyone.evaluation.run import evaluate as run_evaluate  # torch and diffusers: after the checks
     try:
         with _bar() as bar:
             task = bar.add_task("evaluate", total=None)
