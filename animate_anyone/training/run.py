@@ -43,6 +43,13 @@ class TrainInputError(PermanentError):
     """A train request cannot run as asked; the message says what to change."""
 
 
+def _env_int(name: str) -> int | None:
+    try:
+        return max(0, int(os.environ.get(name, "")))
+    except ValueError:
+        return None
+
+
 def parse_stages(spec: str | int | None, cfg: PipelineConfig) -> list[int]:
     """``all`` (every configured stage), or one stage number that the pipeline configures."""
     configured = sorted(cfg.train.stages())
@@ -138,8 +145,11 @@ def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=
     if job.train_cfg["device"] == "cpu" or not has_cuda():
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                "--master_port", port, *entry]
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // processes)),
-               "ACCELERATE_USE_CPU": "true"}
+        # the CPUs this process may use (a container's or `taskset`'s set), or the threads the user
+        # gave it (OMP_NUM_THREADS), shared among the processes: more threads than cores run slower
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+        budget = _env_int("OMP_NUM_THREADS") or cpus
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, budget // processes)), "ACCELERATE_USE_CPU": "true"}
     else:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
                "--main_process_port", port]
