@@ -3,16 +3,32 @@ purpose, the real fixtures folder, and one Prefect test server for the whole ses
 from __future__ import annotations
 
 import os
-import socket
-import threading
-from collections import Counter
-from http.server import SimpleHTTPRequestHandler
-from pathlib import Path
 
-import pytest
 
-from animate_anyone import synthetic
-from animate_anyone.ingest.serve import serve_directory
+def _share_the_cores() -> None:
+    """Under pytest-xdist, each worker (and every process it starts) gets its share of the CPUs as
+    its thread budget, set before torch is imported. With 2 workers on 2 cores, torch's default of
+    one thread per core ran the training tests at twice the CPU time (tests/training: 5 min of CPU
+    against 2.5, and 185 s against 109 s of wall time). A budget the user set wins."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        per = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, per)
+
+
+_share_the_cores()
+
+import socket  # noqa: E402 - after the thread budget above
+import threading  # noqa: E402
+from collections import Counter  # noqa: E402
+from http.server import SimpleHTTPRequestHandler  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from animate_anyone import synthetic  # noqa: E402
+from animate_anyone.ingest.serve import serve_directory  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -23,8 +39,9 @@ SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 # (`--dist loadfile`): a module-scoped fixture such as tests/deploy's server then starts once.
 # (`--dist loadgroup` would not do: pytest-xdist 3.8.0 tags groups through `item._nodeid`, which
 # pytest 9 no longer reads, so its groups are split across workers.)
-LONGEST_FIRST = ("test_cli.py::test_main_job_runs_the_demo_end_to_end", "tests/deploy/test_deployments.py",
-                 "tests/e2e/test_evaluate_cli.py", "tests/training/test_evaluation.py")
+LONGEST_FIRST = ("tests/deploy/test_rehearsal.py", "test_cli.py::test_main_job_runs_the_demo_end_to_end",
+                 "tests/deploy/test_deployments.py", "tests/e2e/test_reproducible_cli.py",
+                 "tests/e2e/test_evaluate_cli.py", "tests/e2e/test_animate_cli.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -196,7 +213,7 @@ def test_config(tmp_path) -> Path:
     cfg = yaml.safe_load(text)
     demo = cfg["pipelines"]["demo"]
     demo["ingest"]["download"]["retries"] = {"attempts": 3, "backoff_s": 0.05, "max_backoff_s": 0.2, "jitter": 0.2}
-    demo["sources"]["puppets"].update({"count": 2, "seed": 3, "width": 256, "height": 448, "seconds": 12})
+    demo["sources"]["puppets"].update({"count": 2, "seed": 3, "width": 256, "height": 448, "seconds": 7})
     demo["data_root"] = str(tmp_path / "data")
     # training at the smallest size, two steps a stage; animate with a random model unless trained
     demo["animate"].update(model="tiny-random", height=64)

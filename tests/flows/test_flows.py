@@ -167,17 +167,17 @@ def test_cache_keys_follow_the_parameters_that_matter(api, test_config, tmp_path
     _, run_id = api.run_ingest(config=str(retried))
     assert _by_step(api.task_states(run_id)) == {"download": {"Completed"}, "detect": {"Cached"},
                                                  "cut": {"Cached"}, "write": {"Completed"}}
-    cfg["pipelines"]["test"]["ingest"]["clips"]["max_seconds"] = 6
+    cfg["pipelines"]["test"]["ingest"]["clips"]["max_seconds"] = 4  # the 4.6 s shot is cut in two
     shorter = tmp_path / "shorter.yaml"
     shorter.write_text(yaml.safe_dump(cfg))
     summary, run_id = api.run_ingest(config=str(shorter))
     states = api.task_states(run_id)
     assert _by_step(states) == {"download": {"Completed"}, "detect": {"Cached"}, "cut": {"Completed"}, "write": {"Completed"}}
     root = DataRoot.from_uri(load_config("test", shorter).data_root)
-    assert query(root, "SELECT max(end_s - start_s) AS m FROM clips").to_pylist()[0]["m"] <= 6.0
+    assert query(root, "SELECT max(end_s - start_s) AS m FROM clips").to_pylist()[0]["m"] <= 4.0
     short_clips = read_table(root, "clips").num_rows
     _, run_id = api.run_ingest(config=str(retried))  # back to 10 s: every cached step cached...
     assert _by_step(api.task_states(run_id))["cut"] == {"Cached"}
-    clips = read_table(root, "clips")  # ...and the tables hold the 10 s clips again, not the 6 s ones
-    assert clips.num_rows < short_clips and max(e - s for s, e in zip(clips["start_s"].to_pylist(), clips["end_s"].to_pylist())) > 6.0
+    clips = read_table(root, "clips")  # ...and the tables hold the 10 s clips again, not the 4 s ones
+    assert clips.num_rows < short_clips and max(e - s for s, e in zip(clips["start_s"].to_pylist(), clips["end_s"].to_pylist())) > 4.0
     assert all(root.media_path(u).exists() for u in clips["clip_uri"].to_pylist())
