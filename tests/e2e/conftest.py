@@ -3,6 +3,7 @@ directory, with relative paths, exactly as the README writes the commands."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,10 +42,25 @@ class Cli:
                                 stdin=subprocess.DEVNULL)
 
 
+@pytest.fixture(scope="session")
+def used_prefect_home(tmp_path_factory) -> Path:
+    """A Prefect home as a user's is after their first command: its database made and migrated.
+    A fresh home costs each first command about 10 s of migrations on 2 cores; the first-run path
+    itself is the demo's test (tests/test_cli.py), which starts from an empty home."""
+    home = tmp_path_factory.mktemp("prefect-home-used")
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    subprocess.run([sys.executable, "-c", "from flows.server import start_temporary_server; start_temporary_server()"],
+                   env=env, check=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert (home / "prefect.db").is_file(), sorted(p.name for p in home.iterdir())
+    return home
+
+
 @pytest.fixture()
-def cli(tmp_path) -> Cli:
+def cli(tmp_path, used_prefect_home) -> Cli:
     work = tmp_path / "work"
     work.mkdir()
+    shutil.copytree(used_prefect_home, tmp_path / "prefect-home")
     return Cli(work, tmp_path / "prefect-home")
 
 
