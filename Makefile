@@ -26,9 +26,11 @@ demo: install
 	$(BIN)/animate-anyone run demo
 
 # two workers (pytest-xdist): much of the suite waits on subprocesses and Prefect servers, and
-# CI has 2 cores; each worker starts its own temporary Prefect server
-# and then the PostgreSQL lane: a Prefect server on PostgreSQL (127.0.0.1:5432, or POSTGRES_URL)
-test: test-main test-postgres
+# CI has 2 cores; each worker starts its own temporary Prefect server. The PostgreSQL rehearsal
+# (127.0.0.1:5432, or POSTGRES_URL) runs beside the rest, first on one worker (tests/conftest.py);
+# most of its time is spent waiting on its servers and workers
+test: install lint
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 -m "not gpu"
 
 lint: install
 	$(BIN)/ruff check animate_anyone flows tests benchmarks
