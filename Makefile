@@ -30,13 +30,13 @@ demo: install
 # (127.0.0.1:5432, or POSTGRES_URL) runs beside the rest, first on one worker (tests/conftest.py);
 # most of its time is spent waiting on its servers and workers
 test: install lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 -m "not gpu"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 -m "not gpu"
 
 lint: install
 	$(BIN)/ruff check animate_anyone flows tests benchmarks
 
 test-main: install lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 -m "not gpu and not postgres"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 -m "not gpu and not postgres"
 
 test-postgres: install
 	$(BIN)/python -m pytest -q --durations=15 -m "postgres and not gpu"

@@ -36,12 +36,15 @@ SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 
 # the suite's longest tests first, so that pytest-xdist's two workers do not end on one of them
 # alone (longest-first scheduling); the rest keep their order. `make test` distributes whole files
-# (`--dist loadfile`): a module-scoped fixture such as tests/deploy's server then starts once.
+# (`--dist loadfile`): a module-scoped fixture such as tests/deploy's server then starts once; and
+# it passes `--no-loadscope-reorder`, without which xdist 3.8 sends the files with the most tests
+# first and this order is lost (the rehearsal, 4 minutes, started 19 minutes into a 24-minute run).
 # (`--dist loadgroup` would not do: pytest-xdist 3.8.0 tags groups through `item._nodeid`, which
 # pytest 9 no longer reads, so its groups are split across workers.)
 LONGEST_FIRST = ("tests/deploy/test_rehearsal.py", "test_cli.py::test_main_job_runs_the_demo_end_to_end",
                  "tests/deploy/test_deployments.py", "tests/e2e/test_reproducible_cli.py",
-                 "tests/e2e/test_evaluate_cli.py", "tests/e2e/test_animate_cli.py")
+                 "tests/e2e/test_animate_cli.py", "tests/e2e/test_evaluate_cli.py", "tests/e2e/test_ingest_cli.py",
+                 "tests/e2e/test_hostile_cli.py")
 
 
 def pytest_collection_modifyitems(items):
