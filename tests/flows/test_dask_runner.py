@@ -43,13 +43,22 @@ def test_without_an_address_the_runner_is_a_local_cluster_of_the_workers_asked_f
     assert isinstance(runner, DaskTaskRunner) and runner.cluster_kwargs["n_workers"] == 2 and runner.address is None
 
 
-def test_dask_cluster_gives_the_same_tables_as_threads(test_config, tmp_path, api):
-    from distributed import Client, LocalCluster, get_task_stream
-
+def test_dask_gives_the_tables_of_threads_on_a_local_cluster_and_on_workers_that_share_only_the_store(
+        test_config, tmp_path, api, s3, monkeypatch):
+    """One refresh on the thread pool (a local root) is the reference for two Dask runs: a local
+    cluster, and `dask worker` processes whose only shared folder is an S3 data root."""
     cfg = yaml.safe_load(test_config.read_text())
     cfg["pipelines"]["test"]["sources"]["puppets"].update(count=1, seconds=8)  # 2 clips: the point is where tasks run
     test_config.write_text(yaml.safe_dump(cfg))
     threads_summary, _ = _refresh(test_config, "test")
+    _on_a_local_cluster(cfg, test_config, tmp_path, api, threads_summary)
+    _on_workers_that_share_only_the_store(cfg, test_config, tmp_path, s3, monkeypatch, threads_summary)
+
+
+def _on_a_local_cluster(cfg: dict, test_config, tmp_path, api, threads_summary: dict) -> None:
+    """A 2-process LocalCluster at an address, on a local data root of its own."""
+    from distributed import Client, LocalCluster, get_task_stream
+
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         dask = dict(cfg["pipelines"]["test"], data_root=str(tmp_path / "dask-data"),
@@ -75,7 +84,8 @@ def test_dask_cluster_gives_the_same_tables_as_threads(test_config, tmp_path, ap
     assert states and set(states.values()) == {"Completed"}
 
 
-def test_dask_workers_that_share_only_the_store_give_the_same_tables(test_config, tmp_path, s3, monkeypatch):
+def _on_workers_that_share_only_the_store(cfg: dict, test_config, tmp_path, s3, monkeypatch,
+                                          threads_summary: dict) -> None:
     """A scheduler and two `dask worker` processes, each with its own home, scratch and mirror of
     an S3 data root (moto on loopback), run the refresh; the tables equal a thread pool's on a
     local root. (The flow's process is a third machine with a mirror of its own.)"""
@@ -90,10 +100,6 @@ def test_dask_workers_that_share_only_the_store_give_the_same_tables(test_config
 
     use_in_this_process(s3, tmp_path / "flow-machine", monkeypatch)
     uri = f"s3://{s3.bucket()}/dask"
-    cfg = yaml.safe_load(test_config.read_text())
-    cfg["pipelines"]["test"]["sources"]["puppets"].update(count=1, seconds=8)
-    test_config.write_text(yaml.safe_dump(cfg))
-    threads_summary, _ = _refresh(test_config, "test")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
