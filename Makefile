@@ -25,12 +25,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/animate-anyone run demo
 
-# two workers (pytest-xdist): much of the suite waits on subprocesses and Prefect servers, and
-# CI has 2 cores; each worker starts its own temporary Prefect server. The PostgreSQL rehearsal
-# (127.0.0.1:5432, or POSTGRES_URL) runs beside the rest, first on one worker (tests/conftest.py);
-# most of its time is spent waiting on its servers and workers
+# three workers (pytest-xdist) on CI's 2 cores: much of the suite waits on subprocesses, servers
+# and workers, and with two the cores sat idle 11 % of the time (21 min 58 s; three: 18 min 41 s,
+# 192 % CPU). Each worker starts its own temporary Prefect server and gets its share of the cores
+# as its thread budget (tests/conftest.py). The PostgreSQL rehearsal (127.0.0.1:5432, or
+# POSTGRES_URL) runs beside the rest, first on one worker
 test: install lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 -m "not gpu"
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=15 -m "not gpu"
 
 lint: install
 	$(BIN)/ruff check animate_anyone flows tests benchmarks

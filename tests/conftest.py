@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
-# the suite's longest tests first, so that pytest-xdist's two workers do not end on one of them
+# the suite's longest tests first, so that pytest-xdist's workers do not end on one of them
 # alone (longest-first scheduling); the rest keep their order. `make test` distributes whole files
 # (`--dist loadfile`): a module-scoped fixture such as tests/deploy's server then starts once; and
 # it passes `--no-loadscope-reorder`, without which xdist 3.8 sends the files with the most tests
