@@ -30,14 +30,16 @@ demo: install
 # 192 % CPU). Each worker starts its own temporary Prefect server and gets its share of the cores
 # as its thread budget (tests/conftest.py). The PostgreSQL rehearsal (127.0.0.1:5432, or
 # POSTGRES_URL) runs beside the rest, first on one worker
+XDIST := -n 3 --dist loadfile --no-loadscope-reorder
+
 test: install lint
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=15 -m "not gpu"
+	$(BIN)/python -m pytest -q $(XDIST) --durations=15 -m "not gpu"
 
 lint: install
 	$(BIN)/ruff check animate_anyone flows tests benchmarks
 
 test-main: install lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 -m "not gpu and not postgres"
+	$(BIN)/python -m pytest -q $(XDIST) --durations=15 -m "not gpu and not postgres"
 
 test-postgres: install
 	$(BIN)/python -m pytest -q --durations=15 -m "postgres and not gpu"
