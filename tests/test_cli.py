@@ -223,3 +223,45 @@ def test_native_log_lines_are_recognised_and_nothing_else():
     ours = [b"INFO prefect.flow_runs: Finished in state Completed()\n", b"error: --frames must be at least 1\n",
             b"W0000 is the name of my clip\n"]
     assert all(NATIVE_LINE.match(line) for line in native) and not any(NATIVE_LINE.match(line) for line in ours)
+
+
+def test_a_slow_prefect_server_is_asked_again_and_a_silent_one_is_named(capfd):
+    """`deploy` checks the server first. One that is there but busy (its first answer late) is
+    waited for; one that never answers is reported with the URL and how long it was asked."""
+    import socket
+    import threading
+
+    import typer
+
+    from animate_anyone.cli.ops import _check_server
+
+    def serve(sock, answer_from):
+        seen = []
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            seen.append(conn)  # keep it open: an unanswered request stays unanswered
+            if len(seen) >= answer_from:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ntrue")
+                conn.close()
+
+    for answer_from, ok in ((2, True), (10**6, False)):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+        threading.Thread(target=serve, args=(sock, answer_from), daemon=True).start()
+        try:
+            if ok:
+                _check_server(url, patience_s=5, ask_s=0.5)  # the second request is answered
+            else:
+                with pytest.raises(typer.Exit) as exit_:
+                    _check_server(url, patience_s=1.5, ask_s=0.5)
+                assert exit_.value.exit_code == 2
+                said = " ".join(capfd.readouterr().err.split())
+                assert f"no Prefect server answers at {url} (timed out, asked for 2 s)" in said, said
+        finally:
+            sock.close()

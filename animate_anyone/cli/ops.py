@@ -69,18 +69,31 @@ def _prefect_api_url() -> str | None:
     return PREFECT_API_URL.value()
 
 
-def _check_server(url: str) -> None:
+def _check_server(url: str, patience_s: float = 60.0, ask_s: float = 15.0) -> None:
+    """Fail at once where nothing listens; a server that is there but slow (a busy scheduler, a
+    loaded machine) is asked again until ``patience_s`` has passed, not called absent."""
+    import socket
+    import time
     import urllib.error
     import urllib.request
 
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10) as r:
-            if r.status == 200:
-                return
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        _fail(AnimateAnyoneError(f"no Prefect server answers at {url} ({reason}); start one with `prefect server start`"))
-    _fail(AnimateAnyoneError(f"the Prefect server at {url} is not healthy"))
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=ask_s) as r:
+                if r.status == 200:
+                    return
+                _fail(AnimateAnyoneError(f"the Prefect server at {url} is not healthy (HTTP {r.status})"))
+        except urllib.error.HTTPError as exc:
+            _fail(AnimateAnyoneError(f"the Prefect server at {url} is not healthy (HTTP {exc.code} {exc.reason})"))
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            slow = isinstance(reason, (TimeoutError, socket.timeout)) or isinstance(exc, TimeoutError)
+            if slow and time.monotonic() < deadline:
+                continue
+            waited = f", asked for {patience_s:.0f} s" if slow else ""
+            _fail(AnimateAnyoneError(f"no Prefect server answers at {url} ({reason}{waited}); "
+                                     "start one with `prefect server start`"))
 
 
 @app.command()

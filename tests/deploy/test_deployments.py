@@ -170,10 +170,13 @@ def test_the_animate_deployment_refuses_bad_parameters_and_runs_on_the_gpu_worke
 def test_an_interval_schedule_gets_runs_created_and_executed_by_the_worker(stack, deployed):
     work, _ = deployed
     before = _clip_rows(work)
-    write_pipelines(work / "ticking.yaml", Path("data"), refresh={"pool": "cpu", "interval_s": 5})
+    # every 20 s: longer than one refresh of what is there takes on CI's 2 cores. At every 5 s the
+    # runs came faster than they finished, queued on the deployment's limit of one, and each retry
+    # was a new process: the server stopped answering (a ReadTimeout in the redeploy below)
+    write_pipelines(work / "ticking.yaml", Path("data"), refresh={"pool": "cpu", "interval_s": 20})
     result = stack.run([str(BIN / "animate-anyone"), "deploy", "--config", "ticking.yaml", "--flow", "refresh"], cwd=work)
     assert result.returncode == 0, result.stderr
-    assert "every 5 s" in result.stdout
+    assert "every 20 s" in result.stdout
     dep = _deployments(stack)["refresh/test"]
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
