@@ -3,8 +3,10 @@ files, with the truth's keypoints as the pose tables and a selection snapshot ov
 pose backend is tested elsewhere; here the poses must be exact)."""
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +22,29 @@ from animate_anyone.tables.selection import select_clips
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
+_RENDERED: dict[tuple, Path] = {}
+
+
+def _puppet_video(v: int, seconds: float, size: tuple[int, int]) -> Path:
+    """Puppet video ``v`` (the same plan every time), rendered once per test process: drawing its
+    frames was two thirds of a root's build, and a dozen tests build one. Read only."""
+    key = (v, seconds, tuple(size))
+    if key not in _RENDERED:
+        if not _RENDERED:
+            cache = Path(tempfile.mkdtemp(prefix="train-data-"))
+            atexit.register(shutil.rmtree, cache, True)
+            _RENDERED[()] = cache
+        _RENDERED[key] = synthetic.write_video(synthetic.plan_video(f"p{v}", 70 + v, seconds, *size),
+                                               _RENDERED[()] / f"{v}-{seconds:g}-{size[0]}x{size[1]}")
+    return _RENDERED[key]
+
 
 def build_train_root(dest: Path, videos: int = 3, seconds: float = 8.0, size=(144, 256), dataset: str = "demo") -> dict:
     root = DataRoot.from_uri(dest)
     ds = Dataset(root, dataset)
-    work = dest / "_render"
     clips = []
     for v in range(videos):
-        video = synthetic.write_video(synthetic.plan_video(f"p{v}", 70 + v, seconds, *size), work)
+        video = _puppet_video(v, seconds, size)
         truth, arrays = synthetic.load_truth(video)
         frames = [f.to_ndarray(format="rgb24") for f in iter_frames(video)]
         bounds = [0, *truth["cuts"], truth["num_frames"]]
@@ -57,7 +74,6 @@ def build_train_root(dest: Path, videos: int = 3, seconds: float = 8.0, size=(14
             rows.append(clip)
             clips.append(clip)
         ds.write("clips", f"p{v}", rows)
-    shutil.rmtree(work)
     refresh_catalog(root)
     snap = select_clips(ds, "TRUE", ["train", "val"], "demo")
     return {"root": root, "dataset": ds, "clips": clips, "snapshot": snap}
