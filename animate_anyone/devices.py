@@ -2,9 +2,15 @@
 (for a training run's process group or a local server)."""
 from __future__ import annotations
 
+import os
 import socket
 
 from animate_anyone.errors import PermanentError
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a container's or `taskset`'s set), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
 
 
 class DeviceError(PermanentError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import functools
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,21 +23,19 @@ from animate_anyone.tables.selection import select_clips
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
-_RENDERED: dict[tuple, Path] = {}
+@functools.cache
+def _render_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="train-data-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
+@functools.cache
 def _puppet_video(v: int, seconds: float, size: tuple[int, int]) -> Path:
     """Puppet video ``v`` (the same plan every time), rendered once per test process: drawing its
     frames was two thirds of a root's build, and a dozen tests build one. Read only."""
-    key = (v, seconds, tuple(size))
-    if key not in _RENDERED:
-        if not _RENDERED:
-            cache = Path(tempfile.mkdtemp(prefix="train-data-"))
-            atexit.register(shutil.rmtree, cache, True)
-            _RENDERED[()] = cache
-        _RENDERED[key] = synthetic.write_video(synthetic.plan_video(f"p{v}", 70 + v, seconds, *size),
-                                               _RENDERED[()] / f"{v}-{seconds:g}-{size[0]}x{size[1]}")
-    return _RENDERED[key]
+    spec = synthetic.plan_video(f"p{v}", 70 + v, seconds, *size)
+    return synthetic.write_video(spec, _render_dir() / f"{v}-{seconds:g}-{size[0]}x{size[1]}")
 
 
 def build_train_root(dest: Path, videos: int = 3, seconds: float = 8.0, size=(144, 256), dataset: str = "demo") -> dict:
@@ -44,7 +43,7 @@ def build_train_root(dest: Path, videos: int = 3, seconds: float = 8.0, size=(14
     ds = Dataset(root, dataset)
     clips = []
     for v in range(videos):
-        video = _puppet_video(v, seconds, size)
+        video = _puppet_video(v, seconds, tuple(size))
         truth, arrays = synthetic.load_truth(video)
         frames = [f.to_ndarray(format="rgb24") for f in iter_frames(video)]
         bounds = [0, *truth["cuts"], truth["num_frames"]]

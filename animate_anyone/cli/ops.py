@@ -72,7 +72,6 @@ def _prefect_api_url() -> str | None:
 def _check_server(url: str, patience_s: float = 60.0, ask_s: float = 15.0) -> None:
     """Fail at once where nothing listens; a server that is there but slow (a busy scheduler, a
     loaded machine) is asked again until ``patience_s`` has passed, not called absent."""
-    import socket
     import time
     import urllib.error
     import urllib.request
@@ -88,7 +87,7 @@ def _check_server(url: str, patience_s: float = 60.0, ask_s: float = 15.0) -> No
             _fail(AnimateAnyoneError(f"the Prefect server at {url} is not healthy (HTTP {exc.code} {exc.reason})"))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            slow = isinstance(reason, (TimeoutError, socket.timeout)) or isinstance(exc, TimeoutError)
+            slow = isinstance(reason, TimeoutError)  # socket.timeout is TimeoutError
             if slow and time.monotonic() < deadline:
                 continue
             waited = f", asked for {patience_s:.0f} s" if slow else ""

@@ -23,7 +23,7 @@ from filelock import FileLock
 
 from animate_anyone import progress
 from animate_anyone.config import PipelineConfig
-from animate_anyone.devices import free_port, has_cuda, resolve_device
+from animate_anyone.devices import free_port, has_cuda, resolve_device, usable_cpus
 from animate_anyone.errors import PermanentError
 from animate_anyone.files import write_text
 from animate_anyone.ids import sha256_json
@@ -147,8 +147,7 @@ def launch(job: StageJob, processes: int, accelerate_config: str | None, stream=
                "--master_port", port, *entry]
         # the CPUs this process may use (a container's or `taskset`'s set), or the threads the user
         # gave it (OMP_NUM_THREADS), shared among the processes: more threads than cores run slower
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-        budget = _env_int("OMP_NUM_THREADS") or cpus
+        budget = _env_int("OMP_NUM_THREADS") or usable_cpus()
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, budget // processes)), "ACCELERATE_USE_CPU": "true"}
     else:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
