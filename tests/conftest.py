@@ -28,6 +28,7 @@ from http.server import SimpleHTTPRequestHandler  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import shared_once  # noqa: E402
 
 from animate_anyone import synthetic  # noqa: E402
 from animate_anyone.ingest.serve import serve_directory  # noqa: E402
@@ -113,21 +114,31 @@ def _multi_shot_spec(name: str, seed: int) -> synthetic.VideoSpec:
     return synthetic.VideoSpec(name=name, width=256, height=448, shots=shots, seed=seed)
 
 
-@pytest.fixture(scope="session")
-def puppet_dir(tmp_path_factory) -> Path:
-    """Two hand-planned multi-shot videos and two planned by the world's own planner."""
-    out = tmp_path_factory.mktemp("puppets")
+@pytest.fixture(scope="session", autouse=True)
+def _shared_base(tmp_path_factory) -> None:
+    shared_once.set_base(tmp_path_factory)
+
+
+def _puppets(out: Path) -> None:
     for k in range(2):
         synthetic.write_video(_multi_shot_spec(f"planned_{k}", seed=k), out)
     for k in range(2):
         synthetic.write_video(synthetic.plan_video(f"random_{k}", 40 + k, 20.0, 256, 448), out)
-    return out
 
 
 @pytest.fixture(scope="session")
-def bad_media(tmp_path_factory, puppet_dir) -> Path:
-    """Files that look like videos and are not, or are too short to give a clip."""
-    out = tmp_path_factory.mktemp("bad")
+def puppet_dir() -> Path:
+    """Two hand-planned multi-shot videos and two planned by the world's own planner (read only)."""
+    return shared_once.built_once("puppets", _puppets)
+
+
+@pytest.fixture(scope="session")
+def bad_media(puppet_dir) -> Path:
+    """Files that look like videos and are not, or are too short to give a clip (read only)."""
+    return shared_once.built_once("bad-media", lambda out: _bad_media(out, puppet_dir))
+
+
+def _bad_media(out: Path, puppet_dir: Path) -> None:
     good = (puppet_dir / "planned_0.mp4").read_bytes()
     (out / "truncated.mp4").write_bytes(good[: len(good) * 6 // 10])
     (out / "empty.mp4").write_bytes(b"")
@@ -142,7 +153,6 @@ def bad_media(tmp_path_factory, puppet_dir) -> Path:
     (out / "mirror" / "good.mp4").write_bytes((out / "good.mp4").read_bytes())
     (out / "other").mkdir()
     (out / "other" / "good.mp4").write_bytes((out / "retry.mp4").read_bytes())  # same name, other video
-    return out
 
 
 class FaultServer:

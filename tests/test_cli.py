@@ -99,16 +99,18 @@ def test_readme_starts_with_the_two_commands():
 
 # The demo, smaller in three ways only: its first 7 of 44 puppet videos (the 44 take 10.5 minutes
 # to ingest, pose and evaluate on 2 cores even with 2 training steps), 4 denoising steps instead of
-# 20 where it animates and evaluates (the same windows, frames and code, a fifth of the
-# arithmetic), and training in this process instead of two torchrun processes (with 2 steps a
-# stage, the two processes' start was 2 of the 3 minutes of training here; two processes are
-# tests/training's and the rehearsal's). Videos 0 and 6 fall in the held-out split (the URL's hash:
+# 20 where it animates and evaluates and 2 instead of 10 where training validates (the same
+# windows, frames and code, a fifth of the arithmetic: validation was 60 of the run's 285 CPU-s),
+# and training in this process instead of two torchrun processes (with 2 steps a stage, the two
+# processes' start was 2 of the 3 minutes of training here; two processes are tests/training's and
+# the rehearsal's). Videos 0 and 6 fall in the held-out split (the URL's hash:
 # ingest.clips.split), so the run still has strangers to animate and score. Nothing else differs
 # from the bundled demo (checked below); `make demo` runs it as bundled.
-DEMO_VIDEOS, DEMO_STEPS, DEMO_PROCESSES = 7, 4, 1
+DEMO_VIDEOS, DEMO_STEPS, DEMO_VAL_STEPS, DEMO_PROCESSES = 7, 4, 2, 1
 
 
-def _demo_of(dest: Path, videos: int = DEMO_VIDEOS, steps: int = DEMO_STEPS, processes: int = DEMO_PROCESSES) -> Path:
+def _demo_of(dest: Path, videos: int = DEMO_VIDEOS, steps: int = DEMO_STEPS, val_steps: int = DEMO_VAL_STEPS,
+             processes: int = DEMO_PROCESSES) -> Path:
     import yaml
 
     cfg = yaml.safe_load((REPO / "pipelines.yaml").read_text())
@@ -116,6 +118,8 @@ def _demo_of(dest: Path, videos: int = DEMO_VIDEOS, steps: int = DEMO_STEPS, pro
     demo["sources"]["puppets"]["count"] = videos
     demo["animate"]["steps"] = demo["evaluate"]["steps"] = steps
     demo["train"]["processes"] = processes
+    for stage in ("stage1", "stage2"):
+        demo["train"][stage]["val_steps"] = val_steps
     dest.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return dest
 
@@ -127,9 +131,11 @@ def test_the_demo_test_runs_the_bundled_demo_but_for_its_size(tmp_path):
     mine = yaml.safe_load(_demo_of(tmp_path / "p.yaml").read_text())
     demo = bundled["pipelines"]["demo"]
     assert (demo["sources"]["puppets"]["count"], demo["animate"]["steps"], demo["evaluate"]["steps"],
-            demo["train"]["processes"]) == (44, 20, 20, 2)
+            demo["train"]["stage1"]["val_steps"], demo["train"]["stage2"]["val_steps"],
+            demo["train"]["processes"]) == (44, 20, 20, 10, 10, 2)
     assert mine != bundled
-    assert yaml.safe_load(_demo_of(tmp_path / "q.yaml", videos=44, steps=20, processes=2).read_text()) == bundled
+    same = _demo_of(tmp_path / "q.yaml", videos=44, steps=20, val_steps=10, processes=2)
+    assert yaml.safe_load(same.read_text()) == bundled
 
 
 @pytest.mark.slow

@@ -3,14 +3,12 @@ files, with the truth's keypoints as the pose tables and a selection snapshot ov
 pose backend is tested elsewhere; here the poses must be exact)."""
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import functools
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+import shared_once
 
 from animate_anyone import synthetic
 from animate_anyone.ids import sha256_file
@@ -24,18 +22,14 @@ from animate_anyone.tables.selection import select_clips
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
 @functools.cache
-def _render_dir() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="train-data-"))
-    atexit.register(shutil.rmtree, path, True)
-    return path
-
-
-@functools.cache
 def _puppet_video(v: int, seconds: float, size: tuple[int, int]) -> Path:
-    """Puppet video ``v`` (the same plan every time), rendered once per test process: drawing its
-    frames was two thirds of a root's build, and a dozen tests build one. Read only."""
+    """Puppet video ``v`` (the same plan every time), rendered once per test run and shared by the
+    xdist workers: drawing its frames was two thirds of a root's build, and a dozen tests build
+    one. Read only."""
     spec = synthetic.plan_video(f"p{v}", 70 + v, seconds, *size)
-    return synthetic.write_video(spec, _render_dir() / f"{v}-{seconds:g}-{size[0]}x{size[1]}")
+    folder = shared_once.built_once(f"train-video-{v}-{seconds:g}-{size[0]}x{size[1]}",
+                                    lambda out: synthetic.write_video(spec, out))
+    return folder / f"{spec.name}.mp4"
 
 
 def build_train_root(dest: Path, videos: int = 3, seconds: float = 8.0, size=(144, 256), dataset: str = "demo") -> dict:

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import shared_once
 
 BIN = Path(sys.executable).parent / "animate-anyone"
 
@@ -42,18 +44,21 @@ class Cli:
                                 stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture(scope="session")
-def used_prefect_home(tmp_path_factory) -> Path:
-    """A Prefect home as a user's is after their first command: its database made and migrated.
-    A fresh home costs each first command about 10 s of migrations on 2 cores; the first-run path
-    itself is the demo's test (tests/test_cli.py), which starts from an empty home."""
-    home = tmp_path_factory.mktemp("prefect-home-used")
+def _migrated_home(home: Path) -> None:
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     subprocess.run([sys.executable, "-c", "from flows.server import start_temporary_server; start_temporary_server()"],
                    env=env, check=True, timeout=300, stdin=subprocess.DEVNULL)
     assert (home / "prefect.db").is_file(), sorted(p.name for p in home.iterdir())
-    return home
+
+
+@pytest.fixture(scope="session")
+def used_prefect_home() -> Path:
+    """A Prefect home as a user's is after their first command: its database made and migrated
+    (read only: each test copies it). A fresh home costs each first command about 10 s of
+    migrations on 2 cores; the first-run path itself is the demo's test (tests/test_cli.py), which
+    starts from an empty home."""
+    return shared_once.built_once("prefect-home-used", _migrated_home)
 
 
 @pytest.fixture()
@@ -65,17 +70,22 @@ def cli(tmp_path, used_prefect_home) -> Cli:
 
 
 @pytest.fixture(scope="session")
-def person_inputs(tmp_path_factory) -> dict:
+def person_inputs() -> dict:
     """A puppet's first frame as the reference (MediaPipe finds it) and 16 frames of another
-    puppet's poses drawn as a pose video (256x448, 30 fps): what a user brings."""
-    import numpy as np
+    puppet's poses drawn as a pose video (256x448, 30 fps): what a user brings (read only)."""
+    import PIL.Image
+
+    out = shared_once.built_once("inputs", _person_inputs)
+    return {"ref": out / "ref.png", "kps": out / "kps.mp4", "frame": np.asarray(PIL.Image.open(out / "ref.png"))}
+
+
+def _person_inputs(out: Path) -> None:
     import PIL.Image
 
     from animate_anyone import synthetic
     from animate_anyone.media.video import VideoWriter, iter_frames
     from animate_anyone.pose.render import draw_pose
 
-    out = tmp_path_factory.mktemp("inputs")
     C = synthetic.Camera
     spec = synthetic.VideoSpec("dancer", 256, 448, (synthetic.ShotSpec(40, 2, 1, "wave", C(0.5)),))
     synthetic.write_video(spec, out, stamp=False)
@@ -86,4 +96,3 @@ def person_inputs(tmp_path_factory) -> dict:
     with VideoWriter(out / "kps.mp4", 256, 448, 30) as w:
         for i in range(16):
             w.write(draw_pose((256, 448), kps[i][None] / np.array([256, 448], np.float32), scores[i][None]))
-    return {"ref": out / "ref.png", "kps": out / "kps.mp4", "frame": frame}

@@ -87,14 +87,31 @@ def test_a_killed_run_leaves_no_process_and_resumes_to_the_same_tables(cli, vide
     good = SOURCES[:4]
     cli("ingest", *good, "--data-root", "once")
     expected = _tables(cli.cwd / "once")
-    for delay in (3, 9, 16):
-        proc = cli.start("ingest", *good, "--data-root", "data", log=f"kill{delay}.log")
-        time.sleep(delay)
-        family = _children(proc.pid)
+    media = cli.cwd / "data" / "media"
+
+    def fetched() -> list:
+        return sorted(media.glob("sources/*.mp4"))
+
+    def cut() -> list:
+        return sorted(media.glob("clips/**/*.mp4"))
+
+    # killed at three moments, each as soon as it comes (fixed delays were early on a slow machine
+    # and late on a fast one): its server started, one more source fetched, one more clip cut
+    for k, (moment, files) in enumerate((("its server started", None), ("a source fetched", fetched),
+                                         ("a clip cut", cut))):
+        before = files() if files else None
+        proc = cli.start("ingest", *good, "--data-root", "data", log=f"kill{k}.log")
+        deadline, family = time.monotonic() + 120, []
+        while proc.poll() is None and time.monotonic() < deadline:
+            family = _children(proc.pid) or family
+            if family and (files is None or files() != before):
+                break
+            time.sleep(0.05)
+        family = _children(proc.pid) or family
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        assert not _gone(family), f"left running after SIGKILL at {delay} s"
+        assert not _gone(family), f"left running after SIGKILL once {moment}"
     cli("ingest", *good)  # the demo pipeline's data root is ./data
     assert _tables(cli.cwd / "data") == expected
 

@@ -41,9 +41,12 @@ def test_clips_are_byte_equal_under_other_worker_counts_cpus_and_load(cli, test_
     two = _config(test_config, tmp_path, "two", workers=2)
     one = _config(test_config, tmp_path, "one", workers=1)
     _ingest(cli, two, "a", cpus=None)
-    busy = subprocess.Popen([sys.executable, "-c", "while True: sum(i * i for i in range(10000))"])
+    # the load shares the one CPU the second ingest may use (on another CPU it would not slow it)
+    cpu = {min(os.sched_getaffinity(0))}
+    busy = subprocess.Popen([sys.executable, "-c", "while True: sum(i * i for i in range(10000))"],
+                            preexec_fn=lambda: os.sched_setaffinity(0, cpu))
     try:
-        _ingest(cli, one, "b", cpus={min(os.sched_getaffinity(0))})
+        _ingest(cli, one, "b", cpus=cpu)
     finally:
         busy.kill()
         busy.wait()
