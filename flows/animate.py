@@ -20,7 +20,6 @@ from animate_anyone import animate as lib
 from animate_anyone.config import PipelineConfig
 from animate_anyone.devices import resolve_device
 from animate_anyone.ids import sha256_json
-from animate_anyone.pipeline import model_fingerprint
 from animate_anyone.tables.io import DataRoot
 from flows.common import GPU_LIMIT, cached_task_options, ensure_gpu_limit, resolve_config
 from flows.notify import on_run_failure
@@ -63,6 +62,8 @@ def animate_flow(pipeline: str | None = None, config: str | None = None, cfg: Pi
     """Animate `reference` (an image, or clip:ID) along `pose` (a pose video or a clip id) with the
     pipeline's `animate` settings; every other parameter left None takes the pipeline's value.
     The parameters are typed and bounded, so a deployment refuses a bad value before a run starts."""
+    from animate_anyone.pipeline import model_fingerprint  # torch and diffusers: not when deploying
+
     logger = get_run_logger()
     cfg = resolve_config(cfg, pipeline, config, data_root=data_root)
     req = lib.AnimateRequest(reference=reference, pose=pose, model=model, out=out, retarget=retarget, frames=frames,

@@ -16,7 +16,6 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact, c
 
 from animate_anyone.config import PipelineConfig
 from animate_anyone.devices import resolve_device
-from animate_anyone.evaluation import run as lib
 from flows.common import artifact_key, gpu_slot, resolve_config, use_gpu_slot
 from flows.notify import on_run_failure, send
 
@@ -24,6 +23,8 @@ from flows.notify import on_run_failure, send
 @task(name="evaluate", retries=1, retry_delay_seconds=5)
 def evaluate_task(cfg: PipelineConfig, what: str | None, snapshot: str | None, split: str | None,
                   clips: int | None, baselines: list[str], gpu: bool) -> dict:
+    from animate_anyone.evaluation import run as lib  # torch and diffusers: not when deploying
+
     logger = get_run_logger()
 
     def on_clip(cand, clip, rows):

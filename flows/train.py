@@ -16,13 +16,13 @@ from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from animate_anyone import progress
 from animate_anyone.config import PipelineConfig
 from animate_anyone.tables.io import DataRoot
-from animate_anyone.training import run as lib
-from animate_anyone.training.loop import StageJob
 from flows.common import artifact_key, cached_task_options, gpu_slot, resolve_config, use_gpu_slot
 from flows.notify import on_run_failure
 
 
 def _key(_ctx, params) -> str:
+    from animate_anyone.training.loop import StageJob
+
     job = StageJob.from_json(params["job"])
     return f"train-{job.run_id}-{job.max_steps}"
 
@@ -42,6 +42,9 @@ def _log_progress(logger):
 @task(name="train-stage", cache_key_fn=_key, retries=1, retry_delay_seconds=5)
 def stage_task(job: str, processes: int, accelerate_config: str | None, gpu: bool) -> dict:
     logger = get_run_logger()
+    from animate_anyone.training import run as lib
+    from animate_anyone.training.loop import StageJob
+
     stage_job = StageJob.from_json(job)
     with gpu_slot(gpu), progress.listen(_log_progress(logger)):
         return lib.run_stage_job(stage_job, processes, accelerate_config, logger.info)
@@ -67,6 +70,8 @@ def train_flow(pipeline: str | None = None, config: str | None = None, cfg: Pipe
                data_root: str | None = None, stage: str = "all", snapshot: str | None = None, resume: bool = True,
                max_steps: int | None = None, refresh: bool = False) -> dict:
     """Train the pipeline's configured stages in order on a selection snapshot."""
+    from animate_anyone.training import run as lib  # torch and diffusers: not when deploying
+
     logger = get_run_logger()
     cfg = resolve_config(cfg, pipeline, config, data_root=data_root)
     plan = lib.plan_training(cfg, stage, snapshot, resume, max_steps)

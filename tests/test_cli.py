@@ -83,6 +83,15 @@ def test_library_does_not_import_prefect():
     assert out.stdout.strip() == "False"
 
 
+def test_deploying_does_not_load_the_model_libraries():
+    """`animate-anyone deploy` loads every flow's module; torch and diffusers come in only when a run
+    needs them (they were 6 of the 9 CPU-s a deploy took)."""
+    code = ("import sys, flows.deploy, flows.refresh, flows.train, flows.evaluate, flows.animate; "
+            "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
+
+
 def _readme_commands() -> list[str]:
     text = (REPO / "README.md").read_text()
     block = re.search(r"```(?:bash|sh)\n(.*?)```", text, re.S).group(1)
