@@ -72,6 +72,12 @@ def train(
 ) -> None:
     """Train the model on a selection snapshot: stage 0 (VAE), 1 (image), 2 (motion), resuming by itself."""
     cfg = _config(pipeline, config, data_root=data_root)
+    from animate_anyone.training.request import parse_stages
+
+    try:
+        parse_stages(stage, cfg)  # at once: before torch and diffusers load
+    except AnimateAnyoneError as exc:
+        _fail(exc)
     from animate_anyone.training.loop import TrainingStopped  # torch and diffusers: after the checks
     from animate_anyone.training.run import train as run_train
     try:

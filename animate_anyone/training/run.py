@@ -33,14 +33,11 @@ from animate_anyone.tables.io import DataRoot, Dataset
 from animate_anyone.tables.selection import load_snapshot
 from animate_anyone.training.launch import PROGRESS
 from animate_anyone.training.loop import StageJob, run_stage
+from animate_anyone.training.request import TrainInputError, parse_stages  # noqa: F401  (run.X for callers)
 
 TRAIN_VERSION = "2"  # bump when the loop's results change for the same inputs
 # an exception's last line in a launched process's output (torchrun may prefix "[rankN]:")
 EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]:\s*)?[A-Za-z_][\w.]*(Error|Exception|Stopped)\b[^:]*: ")
-
-
-class TrainInputError(PermanentError):
-    """A train request cannot run as asked; the message says what to change."""
 
 
 def _env_int(name: str) -> int | None:
@@ -48,25 +45,6 @@ def _env_int(name: str) -> int | None:
         return max(0, int(os.environ.get(name, "")))
     except ValueError:
         return None
-
-
-def parse_stages(spec: str | int | None, cfg: PipelineConfig) -> list[int]:
-    """``all`` (every configured stage), or one stage number that the pipeline configures."""
-    configured = sorted(cfg.train.stages())
-    if spec is None or str(spec) == "all":
-        if not configured:
-            raise TrainInputError(f"pipeline {cfg.name!r} configures no training stage (train.stage0/1/2)", "no_stage")
-        return configured
-    try:
-        stage = int(spec)
-    except ValueError:
-        raise TrainInputError(f"--stage must be 0, 1, 2 or all; got {spec!r}", "bad_option") from None
-    if stage not in (0, 1, 2):
-        raise TrainInputError(f"--stage must be 0, 1, 2 or all; got {spec!r}", "bad_option")
-    if stage not in configured:
-        raise TrainInputError(f"pipeline {cfg.name!r} has no train.stage{stage} section; configured: "
-                              f"{configured or 'none'}", "no_stage")
-    return [stage]
 
 
 def model_store(cfg: PipelineConfig) -> ModelStore:
