@@ -41,10 +41,10 @@ def _log_progress(logger):
 
 @task(name="train-stage", cache_key_fn=_key, retries=1, retry_delay_seconds=5)
 def stage_task(job: str, processes: int, accelerate_config: str | None, gpu: bool) -> dict:
-    logger = get_run_logger()
-    from animate_anyone.training import run as lib
+    from animate_anyone.training import run as lib  # torch and diffusers: not when deploying
     from animate_anyone.training.loop import StageJob
 
+    logger = get_run_logger()
     stage_job = StageJob.from_json(job)
     with gpu_slot(gpu), progress.listen(_log_progress(logger)):
         return lib.run_stage_job(stage_job, processes, accelerate_config, logger.info)

@@ -106,7 +106,7 @@ def test_readme_starts_with_the_two_commands():
     assert "make test" in (REPO / ".ci" / "run").read_text()
 
 
-# The demo, smaller in three ways only: its first 7 of 44 puppet videos (the 44 take 10.5 minutes
+# The demo, smaller in four ways only: its first 7 of 44 puppet videos (the 44 take 10.5 minutes
 # to ingest, pose and evaluate on 2 cores even with 2 training steps), 4 denoising steps instead of
 # 20 where it animates and evaluates and 2 instead of 10 where training validates (the same
 # windows, frames and code, a fifth of the arithmetic: validation was 60 of the run's 285 CPU-s),

@@ -33,7 +33,7 @@ from animate_anyone.tables.io import DataRoot, Dataset
 from animate_anyone.tables.selection import load_snapshot
 from animate_anyone.training.launch import PROGRESS
 from animate_anyone.training.loop import StageJob, run_stage
-from animate_anyone.training.request import TrainInputError, parse_stages  # noqa: F401  (run.X for callers)
+from animate_anyone.training.request import TrainInputError, parse_stages
 
 TRAIN_VERSION = "2"  # bump when the loop's results change for the same inputs
 # an exception's last line in a launched process's output (torchrun may prefix "[rankN]:")
