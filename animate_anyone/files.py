@@ -1,8 +1,9 @@
 """Atomic writes and the data-root lock: the two habits that make concurrent and killed runs safe.
 
 Every file the project writes appears under its name only when complete: it is written to a
-temporary name unique to the writer (process id and a random part, so two runs never share one),
-then renamed into place. Readers glob real names only, so they never see a half file. In the
+temporary name unique to the writer (machine, process id and a random part, so two runs never
+share one), then renamed into place. A run killed by SIGKILL cannot remove its temporary files;
+the next writer in the same folder on the same machine removes those whose process is gone. Readers glob real names only, so they never see a half file. In the
 mirror of an object-storage data root the rename is followed by the upload (``storage.publish``).
 Writes to the tables and the catalog of one local data root are serialised by
 :func:`data_root_lock`; on a store there is no lock, and none is needed (every writer writes its
@@ -10,9 +11,12 @@ own parts).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -29,10 +33,60 @@ LOCK_NAME = ".lock"
 LOCK_TIMEOUT_S = float(os.environ.get("ANIMATE_ANYONE_LOCK_TIMEOUT", "600"))
 
 
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]  # names this machine in temporary names
+TEMP = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}\.[a-z0-9]+$")
+_swept: set[Path] = set()
+_swept_lock = threading.Lock()
+
+
 def temp_name(dest: Path) -> Path:
-    """A hidden sibling of ``dest`` that no other writer uses and no reader globs."""
+    """A hidden sibling of ``dest`` that no other writer uses and no reader globs.
+
+    The first call for a folder in a process removes the leftovers of dead writers there
+    (:func:`sweep_temporaries`)."""
     dest = Path(dest)
-    return dest.with_name(f".{dest.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    sweep_temporaries(dest.parent)
+    return dest.with_name(f".{dest.name}.{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files and folders in ``folder`` that a writer on this machine left when
+    it was killed (its process is gone); once per folder and process. Another machine's temporary
+    names are left alone (its processes cannot be seen from here), and so are a running writer's."""
+    folder = Path(folder)
+    with _swept_lock:
+        if folder in _swept:
+            return []
+        _swept.add(folder)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # not there yet, or not ours to list
+        return removed
+    for entry in entries:
+        m = TEMP.match(entry.name)
+        if not m or m["host"] != HOST or _running(int(m["pid"])):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except OSError:  # another sweeper was first, or not ours to remove
+            continue
+    return removed
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from animate_anyone import synthetic
+from animate_anyone.files import TEMP
 from animate_anyone.tables import DataRoot, read_table
 
 SOURCES = ["videos/a.mp4", "videos/b.mp4", "videos/c.mp4", "videos/copy_of_a.mp4", "videos/notes.mp4",
@@ -114,9 +115,11 @@ def test_a_killed_run_leaves_no_process_and_resumes_to_the_same_tables(cli, vide
         assert not _gone(family), f"left running after SIGKILL once {moment}"
     cli("ingest", *good)  # the demo pipeline's data root is ./data
     assert _tables(cli.cwd / "data") == expected
+    # what the killed writers left under hidden temporary names went with the rerun
+    assert [p for p in media.rglob(".*") if TEMP.match(p.name)] == []
 
     # advice that works when followed: a clip deleted by hand
-    clip = sorted((cli.cwd / "data" / "media" / "clips").rglob("*.mp4"))[0]
+    clip = cut()[0]
     clip.unlink()
     res = cli("pose", check=1)
     assert "animate-anyone ingest --refresh" in res.stdout.replace("\n", " ")
