@@ -108,12 +108,7 @@ def convert(
     half: bool = typer.Option(False, "--fp16", help="Store float16 weights."),
 ) -> None:
     """Import Moore-AnimateAnyone and AnimateDiff weights, or UniAnimate's, into a pipeline folder (exact, every key checked)."""
-    import torch
-
-    from animate_anyone.pipeline import convert_moore
-
-    dtype = torch.float16 if half else torch.float32
-    if unianimate is not None or clip is not None:
+    if unianimate is not None or clip is not None:  # the flags and files are checked before torch loads
         if moore is not None or base is not None or motion is not None or image_encoder is not None:
             err.print("error: --unianimate takes --vae and --clip only; --moore, --base, --motion and --image-encoder "
                       "are for Animate Anyone")
@@ -121,6 +116,17 @@ def convert(
         if unianimate is None or clip is None or vae is None:
             err.print("error: a UniAnimate import needs --unianimate FILE, --vae DIR and --clip PATH")
             raise typer.Exit(2)
+    absent = [f"{flag} {path}" for flag, path in (("--unianimate", unianimate), ("--vae", vae), ("--clip", clip),
+                                                  ("--moore", moore), ("--base", base), ("--motion", motion),
+                                                  ("--image-encoder", image_encoder))
+              if path is not None and not path.exists()]
+    if absent:
+        err.print(f"error: missing input(s): {', '.join(absent)} (no such file or folder)")
+        raise typer.Exit(2)
+    import torch
+
+    dtype = torch.float16 if half else torch.float32
+    if unianimate is not None:
         from animate_anyone.unianimate_pipeline import convert_unianimate_files
 
         try:
@@ -130,6 +136,8 @@ def convert(
         out.print(f"wrote {info['out']}: UniAnimate ({info['size']}), {info['tensors']} tensors checked; the released "
                   "weights are for research use only", highlight=False)
         return
+    from animate_anyone.pipeline import convert_moore
+
     try:
         info = convert_moore(moore, base, out_dir, motion=motion, vae=vae, image_encoder=image_encoder, dtype=dtype)
     except AnimateAnyoneError as exc:
@@ -148,11 +156,10 @@ def new_model(
     temporal: str = typer.Option("transformer", "--temporal", help="unianimate only: the trunk's temporal layers, transformer (attention over time) or mamba (linear in frames)."),
 ) -> None:
     """Write a randomly initialised pipeline folder (for tests, benchmarks, or training from scratch)."""
-    from animate_anyone.models import store
-    from animate_anyone.models.sizes import SIZES
+    from animate_anyone.models import store  # no torch: the flags are checked before it loads
 
-    if size not in SIZES:
-        err.print(f"error: --size must be one of {', '.join(SIZES)}; got {size!r}")
+    if size not in store.SIZES:
+        err.print(f"error: --size must be one of {', '.join(store.SIZES)}; got {size!r}")
         raise typer.Exit(2)
     if family not in store.FAMILIES:
         err.print(f"error: --family must be one of {', '.join(store.FAMILIES)}; got {family!r}")

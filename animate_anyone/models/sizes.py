@@ -10,10 +10,10 @@ from typing import Literal
 import torch
 
 from animate_anyone.models.pose_guider import PoseGuider
+from animate_anyone.models.store import SIZES  # noqa: F401 (the sizes' names; here for the code that builds them)
 from animate_anyone.models.unets import ReferenceNet, VideoUNet
 
 Size = Literal["tiny", "puppet", "full"]
-SIZES = ("tiny", "puppet", "full")
 
 # Stable Diffusion 1.5's UNet (runwayml/stable-diffusion-v1-5/unet/config.json).
 SD15_UNET = dict(

@@ -43,6 +43,7 @@ from animate_anyone.tables.io import DataRoot
 INDEX = "model_index.json"
 MANIFEST = "manifest.json"
 DEFAULT_FAMILY = "animate-anyone"
+SIZES = ("tiny", "puppet", "full")  # what models.sizes builds; named here, where torch is not needed
 FAMILIES = {"animate-anyone": "animate_anyone.pipeline",  # family → the module that builds its pipeline
             "unianimate": "animate_anyone.unianimate_pipeline"}
 CHECKPOINT = re.compile(r"^step-(\d{8})$")

@@ -38,6 +38,16 @@ class Cli:
             assert out.returncode == check, f"exit {out.returncode}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
         return out
 
+    def without_torch(self) -> "Cli":
+        """The same CLI where importing torch fails: for refusals that must come before it loads
+        (it and diffusers cost a process 5 CPU-s before anything is checked)."""
+        poison = self.cwd.parent / "no-torch" / "torch"
+        poison.mkdir(parents=True, exist_ok=True)
+        (poison / "__init__.py").write_text("raise ImportError('torch was imported before the flags were checked')\n")
+        other = Cli(self.cwd, self.home)
+        other.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(poison.parent), self.env.get("PYTHONPATH")]))
+        return other
+
     def start(self, *args: str, log: str) -> subprocess.Popen:
         fh = open(self.cwd / log, "w")  # noqa: SIM115 - closed by the caller's wait
         return subprocess.Popen([str(BIN), *args], cwd=self.cwd, env=self.env, stdout=fh, stderr=subprocess.STDOUT,

@@ -63,7 +63,7 @@ def test_a_unianimate_model_is_made_and_animates_through_the_same_command(cli, p
     for args, says in ((["--family", "sora"], "--family must be one of animate-anyone, unianimate; got 'sora'"),
                        (["--temporal", "lstm", "--family", "unianimate"], "--temporal must be transformer or mamba"),
                        (["--temporal", "mamba"], "--temporal mamba is for --family unianimate")):
-        bad = cli("new-model", "models/v", *args, check=2)
+        bad = cli.without_torch()("new-model", "models/v", *args, check=2)  # refused before torch loads
         assert says in bad.stderr, args
     assert not (cli.cwd / "models" / "v").exists()
 

@@ -55,7 +55,7 @@ def test_evaluate_a_run_then_again_then_a_killed_one(cli, trained):
     assert written() == before
     assert _runs(cli) == rows
     # kill an evaluation after its first clip, then the same command finishes the rest
-    cfg = (cli.cwd / "pipelines.yaml").read_text().replace("frames: 6, width: 32", "frames: 30, width: 32")
+    cfg = (cli.cwd / "pipelines.yaml").read_text().replace("frames: 6, width: 32", "frames: 18, width: 32")
     (cli.cwd / "pipelines.yaml").write_text(cfg)
     proc = cli.start("evaluate", "--model", "tiny-stage1", log="eval.log")
     deadline = time.time() + 300

@@ -41,9 +41,12 @@ def test_clips_are_byte_equal_under_other_worker_counts_cpus_and_load(cli, test_
     two = _config(test_config, tmp_path, "two", workers=2)
     one = _config(test_config, tmp_path, "one", workers=1)
     _ingest(cli, two, "a", cpus=None)
-    # the load shares the one CPU the second ingest may use (on another CPU it would not slow it)
+    # the load shares the one CPU the second ingest may use (on another CPU it would not slow it); it
+    # computes for 20 ms and sleeps for 20 ms, so the ingest is preempted often but the CPU not all taken
     cpu = {min(os.sched_getaffinity(0))}
-    busy = subprocess.Popen([sys.executable, "-c", "while True: sum(i * i for i in range(10000))"],
+    load = ("import time\nwhile True:\n    end = time.monotonic() + 0.02\n    while time.monotonic() < end:\n"
+            "        sum(i * i for i in range(1000))\n    time.sleep(0.02)\n")
+    busy = subprocess.Popen([sys.executable, "-c", load],
                             preexec_fn=lambda: os.sched_setaffinity(0, cpu))
     try:
         _ingest(cli, one, "b", cpus=cpu)

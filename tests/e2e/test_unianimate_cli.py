@@ -54,12 +54,14 @@ def test_a_foreign_key_missing_files_and_mixed_flags_are_refused(cli, person_inp
     text = res.stderr.replace("\n", " ")
     assert "bad.pth (against the released layout, tiny size): 1 unknown key(s): input_blocks.0.7.weight" in text and "input_blocks.0.7.weight" in text
     assert "1 missing key(s): out.2.bias" in text and "Traceback" not in res.stderr
-    res = cli("convert", "uc", "--unianimate", "nothere.pth", "--vae", "vae", "--clip", "clip", check=2)
+    # what needs no file read is refused before torch loads
+    early = cli.without_torch()
+    res = early("convert", "uc", "--unianimate", "nothere.pth", "--vae", "vae", "--clip", "clip", check=2)
     assert "missing input(s): --unianimate nothere.pth" in res.stderr.replace("\n", " ")
-    res = cli("convert", "ud", "--unianimate", "unianimate.pth", "--vae", "vae", "--clip", "clip", "--moore", "m",
-              check=2)
+    res = early("convert", "ud", "--unianimate", "unianimate.pth", "--vae", "vae", "--clip", "clip", "--moore", "m",
+                check=2)
     assert "--unianimate takes --vae and --clip only" in res.stderr
-    res = cli("convert", "ue", "--unianimate", "unianimate.pth", "--clip", "clip", check=2)
+    res = early("convert", "ue", "--unianimate", "unianimate.pth", "--clip", "clip", check=2)
     assert "needs --unianimate FILE, --vae DIR and --clip PATH" in res.stderr
     assert not any((cli.cwd / name).exists() for name in ("ub", "uc", "ud", "ue"))
 
