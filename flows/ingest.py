@@ -19,7 +19,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from animate_anyone import progress, synthetic
+from animate_anyone import progress, storage, synthetic
 from animate_anyone.config import Ingest, PipelineConfig
 from animate_anyone.errors import AnimateAnyoneError, is_retryable
 from animate_anyone.ids import sha256_json
@@ -71,8 +71,10 @@ def write_task(result, root: str, dataset: str, cfg: Ingest) -> dict:
     return stages.write(result, Dataset(root, dataset), cfg)
 
 
-@task(name="generate-puppets", cache_key_fn=lambda ctx, p: _key("puppets", "1", p["out_dir"], p["spec"]))
-def puppets_task(out_dir: str, spec: dict) -> list[str]:
+# keyed by the data root's URI, not the folder: on a store every machine's mirror is its own
+# folder, and the videos one machine made are fetched by the others instead of made again
+@task(name="generate-puppets", cache_key_fn=lambda ctx, p: _key("puppets", "2", p["root"], p["spec"]))
+def puppets_task(out_dir: str, spec: dict, root: str) -> list[str]:
     paths = synthetic.generate_world(Path(out_dir), spec["count"], spec["seed"], (spec["width"], spec["height"]), spec["seconds"])
     return [p.name for p in paths]
 
@@ -108,7 +110,9 @@ def ingest(pipeline: str | None = None, config: str | None = None, cfg: Pipeline
     if puppets:
         folder = root.puppets_dir
         spec = puppets.model_dump(exclude={"shots"})
-        names = puppets_task.with_options(**cached_task_options(root, refresh))(str(folder), spec)
+        names = puppets_task.with_options(**cached_task_options(root, refresh))(str(folder), spec, root.uri)
+        if not all(storage.fetch(folder / n) for n in names):  # made before, but deleted since
+            names = puppets_task.with_options(**cached_task_options(root, refresh=True))(str(folder), spec, root.uri)
         puppet_cfg = cfg.ingest.model_copy(update={"shots": puppets.shots}) if puppets.shots else cfg.ingest
         with serve_directory(folder) as base:
             log.info("serving %d puppet videos at %s", len(names), base)

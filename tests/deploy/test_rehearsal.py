@@ -70,6 +70,10 @@ def _trigger(stack: Stack, deployment: str, cwd: Path, *params: str) -> str:
     return re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1)
 
 
+def _modified(s3, bucket: str, prefix: str) -> dict:
+    return {o["Key"]: o["LastModified"] for o in s3.client().list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])}
+
+
 def _wait(stack: Stack, run_id: str, timeout_s: float = 600) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -120,6 +124,8 @@ def test_two_workers_that_share_only_the_store_and_the_server(database, s3, tmp_
         assert not s3.keys(bucket, "rehearsal/tables/clip_pose_summary/"), "A finished before it was stopped"
         uploaded = {o["Key"]: o["ETag"] for o in s3.client().list_objects_v2(
             Bucket=bucket, Prefix="rehearsal/media/sources/").get("Contents", [])}
+        puppets_by_a = _modified(s3, bucket, "rehearsal/media/puppets/")
+        assert puppets_by_a, "A made the puppet videos before it fetched a source"
         with stack.client() as c:
             assert not c.read_flow_run(first).state.is_completed()
             # the operator marks the lost machine's run Crashed (the UI's "Change state"), which frees
@@ -133,6 +139,7 @@ def test_two_workers_that_share_only_the_store_and_the_server(database, s3, tmp_
         after = {o["Key"]: o["ETag"] for o in s3.client().list_objects_v2(
             Bucket=bucket, Prefix="rehearsal/media/sources/").get("Contents", [])}
         assert {k: after[k] for k in uploaded} == uploaded  # what A had fetched was not fetched again
+        assert _modified(s3, bucket, "rehearsal/media/puppets/") == puppets_by_a  # nor made again: B fetched them
 
         # the same refresh by one process on a local root (B's own disk), for the reference tables
         local = Path(machine_b["HOME"]).parent / "local-root"

@@ -64,6 +64,15 @@ def test_demo_ingest_end_to_end_then_fully_cached(api, test_config):
     assert summary2["clips"] == summary["clips"]
     assert {t: _rows(root, t, drop=()) for t in ("sources", "shots", "clips")} == before  # nothing rewritten
 
+    # a puppet video deleted by hand: its cached list is not trusted, the videos are made again
+    video = sorted(puppets.glob("*.mp4"))[0]
+    made = video.read_bytes()
+    video.unlink()
+    summary3, run_id3 = api.run_ingest(config=str(test_config))
+    made_again = sorted(s for n, s in api.task_states(run_id3).items() if n.startswith("generate-puppets"))
+    assert made_again == ["Cached", "Completed"] and video.read_bytes() == made
+    assert summary3["ok"] == 2 and {t: _rows(root, t, drop=()) for t in ("sources", "shots", "clips")} == before
+
 
 def _by_step(states: dict) -> dict:
     return {step: {s for n, s in states.items() if n.startswith(step + "-")} for step in ("download", "detect", "cut", "write")}
