@@ -68,3 +68,25 @@ def test_overrides_are_validated():
     with pytest.raises(ConfigError) as e:
         load_config("demo", dataset="bad name!")
     assert "dataset" in str(e.value)
+
+
+def test_the_shot_detectors_table_is_the_installed_pyscenedetects():
+    """The config checks detector parameters from a table (loading a config does not import
+    PySceneDetect); the table must name every detector's class and constructor parameters."""
+    import inspect
+
+    from animate_anyone.config import DETECTORS, detector_class
+
+    for name, (_, params) in DETECTORS.items():
+        taken = tuple(p for p in inspect.signature(detector_class(name).__init__).parameters if p != "self")
+        assert params == taken, name
+
+
+def test_loading_a_config_does_not_import_opencv():
+    import subprocess
+    import sys
+
+    code = ("import sys; from animate_anyone.config import load_config; load_config('demo'); "
+            "print(sorted(m for m in ('scenedetect', 'cv2', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -28,6 +28,7 @@ from animate_anyone.config.data import (
     ShotDetection,
     Sources,
     check_detector_params,
+    detector_class,
 )
 from animate_anyone.config.deploy import DEPLOYABLE_FLOWS, Deploy, FlowDeployment, Runner
 from animate_anyone.config.models import Animate, Augment, Evaluate, FeatureNetSpec, Train, TrainInit, TrainStage
@@ -36,7 +37,7 @@ from animate_anyone.errors import ConfigError
 __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG", "DETECTORS", "DEPLOYABLE_FLOWS", "MAX_CONFIG_BYTES", "NAME_PATTERN", "Animate", "Clips",
            "DWPose", "Deploy", "Download", "Evaluate", "FeatureNetSpec", "FlowDeployment", "Ingest", "MediaPipePose",
            "PipelineConfig", "PipelinesFile", "Pose", "PuppetSource", "Retries", "Runner", "Select", "ShotDetection",
-           "Sources", "Train", "TrainInit", "TrainStage", "Augment", "check_detector_params", "config_path", "load_config",
+           "Sources", "Train", "TrainInit", "TrainStage", "Augment", "check_detector_params", "config_path", "detector_class", "load_config",
            "load_file"]
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "pipelines.yaml"

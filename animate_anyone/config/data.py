@@ -2,10 +2,8 @@
 `sources`, `ingest`, `pose` and `select` sections."""
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
-import scenedetect
 from pydantic import Field, field_validator, model_validator
 
 from animate_anyone.config.base import _Strict
@@ -62,21 +60,33 @@ class Download(_Strict):
 
 
 Detector = Literal["content", "adaptive", "hash", "histogram", "threshold"]
-DETECTORS: dict[str, type] = {
-    "content": scenedetect.ContentDetector,
-    "adaptive": scenedetect.AdaptiveDetector,
-    "hash": scenedetect.HashDetector,
-    "histogram": scenedetect.HistogramDetector,
-    "threshold": scenedetect.ThresholdDetector,
+# Each PySceneDetect 0.7.2 detector's class and the parameters its constructor takes. Written out so
+# that loading a config does not import PySceneDetect and OpenCV (0.2 s in every command, most of
+# which never detect a shot); tests/test_config.py checks the table against the installed library.
+DETECTORS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "content": ("ContentDetector", ("threshold", "min_scene_len", "weights", "luma_only", "kernel_size",
+                                    "filter_mode")),
+    "adaptive": ("AdaptiveDetector", ("adaptive_threshold", "min_scene_len", "window_width", "min_content_val",
+                                      "weights", "luma_only", "kernel_size")),
+    "hash": ("HashDetector", ("threshold", "size", "lowpass", "min_scene_len")),
+    "histogram": ("HistogramDetector", ("threshold", "bins", "min_scene_len")),
+    "threshold": ("ThresholdDetector", ("threshold", "min_scene_len", "fade_bias", "add_final_scene", "method",
+                                        "block_size", "min_out_length")),
 }
+
+
+def detector_class(detector: str) -> type:
+    """The PySceneDetect class of ``detector`` (imports PySceneDetect)."""
+    import scenedetect
+
+    return getattr(scenedetect, DETECTORS[detector][0])
 
 
 def check_detector_params(detector: str, params: dict[str, Any]) -> None:
     """Raise ValueError naming any parameter the PySceneDetect detector does not take."""
-    cls = DETECTORS.get(detector)
-    if cls is None:
+    if detector not in DETECTORS:
         raise ValueError(f"unknown shot detector {detector!r}; known: {', '.join(DETECTORS)}")
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    allowed = list(DETECTORS[detector][1])
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"{detector} detector does not take {unknown}; it takes {allowed}")

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from scenedetect import FrameTimecode
 
-from animate_anyone.config import DETECTORS, check_detector_params
+from animate_anyone.config import check_detector_params, detector_class
 from animate_anyone.errors import MediaError
 from animate_anyone.media.video import constant_rate, iter_frames_from, probe, yuv_thumbnail
 
@@ -88,7 +88,7 @@ def detect_shots(path: Path, detector: str = "content", params: dict[str, Any] |
 def _scan(path: Path, info, detector: str, params: dict, step: int, start: int, end: int | None, margin: int,
           progress: Callable[[int], None] | None, flash_frames: int = 0) -> tuple[list[int], int]:
     """Cuts in ``[start, end)`` (end None: to the last frame) and the index after the last frame seen."""
-    det = DETECTORS[detector](**params)
+    det = detector_class(detector)(**params)
     rate = info.fps_fraction
     cuts: list[int] = []
     flashes = _FlashCheck(flash_frames, margin)
