@@ -2,8 +2,9 @@
 
 Every file the project writes appears under its name only when complete: it is written to a
 temporary name unique to the writer (machine, process id and a random part, so two runs never
-share one), then renamed into place. A run killed by SIGKILL cannot remove its temporary files;
-the next writer in the same folder on the same machine removes those whose process is gone. Readers glob real names only, so they never see a half file. In the
+share one), then renamed into place. Readers glob real names only, so they never see a half file.
+A run killed by SIGKILL cannot remove its temporary files; the next writer in the same folder on
+the same machine removes those whose process is gone (:func:`sweep_temporaries`). In the
 mirror of an object-storage data root the rename is followed by the upload (``storage.publish``).
 Writes to the tables and the catalog of one local data root are serialised by
 :func:`data_root_lock`; on a store there is no lock, and none is needed (every writer writes its
@@ -54,8 +55,8 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's process
-        return True
+    except PermissionError:  # someone else's process: alive
+        pass
     return True
 
 

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 
 from animate_anyone.models.pose_guider import PoseGuider
-from animate_anyone.models.store import SIZES  # noqa: F401 (the sizes' names; here for the code that builds them)
+from animate_anyone.models.store import SIZES  # the names live where torch is not needed
 from animate_anyone.models.unets import ReferenceNet, VideoUNet
 
 Size = Literal["tiny", "puppet", "full"]
