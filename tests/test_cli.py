@@ -111,10 +111,10 @@ def test_readme_starts_with_the_two_commands():
 # 20 where it animates and evaluates and 2 instead of 10 where training validates (the same
 # windows, frames and code, a fifth of the arithmetic: validation was 60 of the run's 285 CPU-s),
 # and training in this process instead of two torchrun processes (with 2 steps a stage, the two
-# processes' start was 2 of the 3 minutes of training here; two processes are tests/training's and
-# the rehearsal's). Videos 0 and 6 fall in the held-out split (the URL's hash:
-# ingest.clips.split), so the run still has strangers to animate and score. Nothing else differs
-# from the bundled demo (checked below); `make demo` runs it as bundled.
+# processes' start was 2 of the 3 minutes of training here; two processes are tests/training's).
+# Videos 0 and 6 fall in the held-out split (the URL's hash: ingest.clips.split), so the run still
+# has strangers to animate and score. Nothing else differs from the bundled demo (checked below);
+# `make demo` runs it as bundled.
 DEMO_VIDEOS, DEMO_STEPS, DEMO_VAL_STEPS, DEMO_PROCESSES = 7, 4, 2, 1
 
 
