@@ -38,6 +38,15 @@ class Cli:
             assert out.returncode == check, f"exit {out.returncode}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
         return out
 
+    def served(self, url: str) -> "Cli":
+        """The same CLI with a Prefect server configured (``PREFECT_API_URL``), as an operator who
+        runs `prefect server start` has it: the flow commands then start no server of their own
+        (about 4 CPU-s each). The path without one is the default, and the killed, concurrent and
+        first-run tests keep it."""
+        other = Cli(self.cwd, self.home)
+        other.env["PREFECT_API_URL"] = url
+        return other
+
     def without_torch(self) -> "Cli":
         """The same CLI where importing torch fails: for refusals that must come before it loads
         (it and diffusers cost a process 5 CPU-s before anything is checked)."""
@@ -77,6 +86,14 @@ def cli(tmp_path, used_prefect_home) -> Cli:
     work.mkdir()
     shutil.copytree(used_prefect_home, tmp_path / "prefect-home")
     return Cli(work, tmp_path / "prefect-home")
+
+
+@pytest.fixture()
+def prefect_url(prefect_server) -> str:
+    """The API of this worker's Prefect test server, for `Cli.served`."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
 
 
 @pytest.fixture(scope="session")

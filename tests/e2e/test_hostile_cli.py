@@ -122,7 +122,8 @@ def test_a_killed_query_stops_at_once(cli, trainable):
 
 # --- 3. a moved data root reads its own clips --------------------------------------------------------
 
-def test_ingested_paths_are_relative_and_a_moved_root_reads_its_own_clips(cli):
+def test_ingested_paths_are_relative_and_a_moved_root_reads_its_own_clips(cli, prefect_url):
+    cli = cli.served(prefect_url)
     cli("puppets", "videos", "--count", "1", "--size", "256x448", "--seconds", "6")
     cli("ingest", "videos/puppet_000_000.mp4", "--dataset", "demo", timeout=600)
     cli("pose", "--dataset", "demo", "--backend", "mediapipe", timeout=600)
@@ -238,9 +239,10 @@ def test_an_unusable_data_root_is_one_message_and_exit_2(cli, trainable, open_di
     assert res.returncode == 0 and json.loads(res.stdout)[0]["n"] > 0, res.stderr  # reading needs no writing
 
 
-def test_a_failed_table_write_leaves_no_half_written_source(cli):
+def test_a_failed_table_write_leaves_no_half_written_source(cli, prefect_url):
     """The clips partition cannot be written (a file stands where its folder should be: a failure
     root meets too, unlike a read-only folder): the source's shots must not land without its clips."""
+    cli = cli.served(prefect_url)
     cli("puppets", "videos", "--count", "1", "--size", "256x448", "--seconds", "5")
     blocker = cli.cwd / "data" / "tables" / "clips" / "dataset=d"
     blocker.parent.mkdir(parents=True)

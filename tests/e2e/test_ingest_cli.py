@@ -83,10 +83,11 @@ def test_three_runs_at_once_equal_one_run(cli, videos, tmp_path):
     assert not leftovers
 
 
-def test_a_killed_run_leaves_no_process_and_resumes_to_the_same_tables(cli, videos):
+def test_a_killed_run_leaves_no_process_and_resumes_to_the_same_tables(cli, videos, prefect_url):
     _lay_out(cli, videos)
     good = SOURCES[:4]
-    cli("ingest", *good, "--data-root", "once")
+    served = cli.served(prefect_url)  # the killed runs start servers of their own; the others need none
+    served("ingest", *good, "--data-root", "once")
     expected = _tables(cli.cwd / "once")
     media = cli.cwd / "data" / "media"
 
@@ -113,7 +114,7 @@ def test_a_killed_run_leaves_no_process_and_resumes_to_the_same_tables(cli, vide
             proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         assert not _gone(family), f"left running after SIGKILL once {moment}"
-    cli("ingest", *good)  # the demo pipeline's data root is ./data
+    served("ingest", *good)  # the demo pipeline's data root is ./data
     assert _tables(cli.cwd / "data") == expected
     # what the killed writers left under hidden temporary names went with the rerun
     assert [p for p in media.rglob(".*") if TEMP.match(p.name)] == []
@@ -121,11 +122,11 @@ def test_a_killed_run_leaves_no_process_and_resumes_to_the_same_tables(cli, vide
     # advice that works when followed: a clip deleted by hand
     clip = cut()[0]
     clip.unlink()
-    res = cli("pose", check=1)
+    res = served("pose", check=1)
     assert "animate-anyone ingest --refresh" in res.stdout.replace("\n", " ")
-    cli("ingest", *good, "--refresh")
+    served("ingest", *good, "--refresh")
     assert clip.is_file()
-    again = cli("pose")
+    again = served("pose")
     assert "0 failed" in again.stdout
 
 

@@ -37,7 +37,8 @@ def _clips(cli, root: str) -> list[dict]:
     return json.loads(out.stdout)
 
 
-def test_clips_are_byte_equal_under_other_worker_counts_cpus_and_load(cli, test_config, tmp_path):
+def test_clips_are_byte_equal_under_other_worker_counts_cpus_and_load(cli, test_config, tmp_path, prefect_url):
+    cli = cli.served(prefect_url)
     two = _config(test_config, tmp_path, "two", workers=2)
     one = _config(test_config, tmp_path, "one", workers=1)
     _ingest(cli, two, "a", cpus=None)
