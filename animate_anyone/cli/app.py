@@ -89,6 +89,20 @@ def _start_prefect() -> None:
     start_temporary_server()
 
 
+def _check_snapshot(cfg, snapshot: str | None) -> None:
+    """A ``--snapshot`` that names no saved snapshot is refused before torch and diffusers load
+    (about 5 CPU-s); the command itself reads it again, with the same message."""
+    if snapshot is None:
+        return
+    from animate_anyone.tables.io import Dataset
+    from animate_anyone.tables.selection import load_snapshot
+
+    try:
+        load_snapshot(Dataset.of(cfg), snapshot)
+    except AnimateAnyoneError as exc:
+        _fail(exc)
+
+
 def _fail(exc: AnimateAnyoneError, code: int = EXIT_BAD_INPUT) -> None:
     err.print(f"[red]error:[/red] {exc.message}", highlight=False, markup=True)
     raise typer.Exit(code)

@@ -7,7 +7,17 @@ from typing import Optional
 import typer
 
 from animate_anyone import progress as progress_events
-from animate_anyone.cli.app import EXIT_BAD_INPUT, EXIT_ITEMS_FAILED, _bar, _config, _fail, app, err, out
+from animate_anyone.cli.app import (
+    EXIT_BAD_INPUT,
+    EXIT_ITEMS_FAILED,
+    _bar,
+    _check_snapshot,
+    _config,
+    _fail,
+    app,
+    err,
+    out,
+)
 from animate_anyone.cli.show import _print_evaluation, _print_train, _train_bar
 from animate_anyone.errors import AnimateAnyoneError
 
@@ -78,6 +88,7 @@ def train(
         parse_stages(stage, cfg)  # at once: before torch and diffusers load
     except AnimateAnyoneError as exc:
         _fail(exc)
+    _check_snapshot(cfg, snapshot)
     from animate_anyone.training.loop import TrainingStopped  # torch and diffusers: after the checks
     from animate_anyone.training.run import train as run_train
     try:
@@ -108,6 +119,7 @@ def evaluate(
     cfg = _config(pipeline, config, data_root=data_root)
     if split is not None and not split.strip():
         _fail(AnimateAnyoneError("--split must name a split (test, val or train)"))
+    _check_snapshot(cfg, snapshot)
     from animate_anyone.evaluation.run import evaluate as run_evaluate  # torch and diffusers: after the checks
     try:
         with _bar() as bar:
