@@ -43,9 +43,10 @@ def test_clips_are_byte_equal_under_other_worker_counts_cpus_and_load(cli, test_
     one = _config(test_config, tmp_path, "one", workers=1)
     _ingest(cli, two, "a", cpus=None)
     # the load shares the one CPU the second ingest may use (on another CPU it would not slow it); it
-    # computes for 20 ms and sleeps for 20 ms, so the ingest is preempted often but the CPU not all taken
+    # computes for 5 ms and sleeps for 20 ms, so the ingest is preempted 40 times a second (what moved
+    # x264's bytes is when its threads run, not how much CPU is left) for a fifth of a core
     cpu = {min(os.sched_getaffinity(0))}
-    load = ("import time\nwhile True:\n    end = time.monotonic() + 0.02\n    while time.monotonic() < end:\n"
+    load = ("import time\nwhile True:\n    end = time.monotonic() + 0.005\n    while time.monotonic() < end:\n"
             "        sum(i * i for i in range(1000))\n    time.sleep(0.02)\n")
     busy = subprocess.Popen([sys.executable, "-c", load],
                             preexec_fn=lambda: os.sched_setaffinity(0, cpu))
