@@ -343,12 +343,9 @@ def convert_unianimate_files(unianimate: Path, vae: Path, clip: Path, out: Path,
     from animate_anyone.models.openclip import empty_prompt_context
 
     # 1. Every input found before any is read.
-    absent = [f"{flag} {p}" for flag, p, ok in (("--unianimate", unianimate, Path(unianimate).is_file()),
-                                               ("--vae", vae, (Path(vae) / "config.json").is_file()),
-                                               ("--clip", clip, Path(clip).exists())) if not ok]
-    if absent:
-        raise CheckpointError("missing input(s): " + ", ".join(absent) + " (the UniAnimate .pth, a diffusers VAE folder "
-                              "with config.json, a CLIP folder or OpenCLIP file)", "missing_file")
+    missing = store.missing_unianimate_inputs(unianimate, vae, clip)
+    if missing:
+        raise CheckpointError(missing, "missing_file")
     # 2. The trunk and the conditioner, built without memory, filled from the file.
     state = load_checkpoint(Path(unianimate))
     size = _size_of(state, str(unianimate))

@@ -116,11 +116,16 @@ def convert(
         if unianimate is None or clip is None or vae is None:
             err.print("error: a UniAnimate import needs --unianimate FILE, --vae DIR and --clip PATH")
             raise typer.Exit(2)
-    absent = [f"{flag} {path}" for flag, path in (("--unianimate", unianimate), ("--vae", vae), ("--clip", clip),
-                                                  ("--moore", moore), ("--base", base), ("--motion", motion),
-                                                  ("--image-encoder", image_encoder))
+        from animate_anyone.models import store
+
+        missing = store.missing_unianimate_inputs(unianimate, vae, clip)  # the import's own check, without torch
+        if missing:
+            err.print(f"error: {missing}")
+            raise typer.Exit(2)
+    absent = [f"{flag} {path}" for flag, path in (("--moore", moore), ("--base", base), ("--motion", motion),
+                                                  ("--vae", vae), ("--image-encoder", image_encoder))
               if path is not None and not path.exists()]
-    if absent:
+    if absent:  # Animate Anyone's: what is inside the folders is checked as they are read
         err.print(f"error: missing input(s): {', '.join(absent)} (no such file or folder)")
         raise typer.Exit(2)
     import torch

@@ -90,6 +90,19 @@ def check_complete(path: Path, components: tuple[str, ...], weightless: tuple[st
     return path
 
 
+def missing_unianimate_inputs(unianimate, vae, clip) -> str | None:
+    """What a UniAnimate import lacks, in one message (None: all there): the released .pth, a
+    diffusers VAE folder and a CLIP folder or OpenCLIP file. Files only, so the command line asks
+    before torch loads and the import asks again before it reads anything."""
+    absent = [f"{flag} {p}" for flag, p, ok in (("--unianimate", unianimate, Path(unianimate).is_file()),
+                                               ("--vae", vae, (Path(vae) / "config.json").is_file()),
+                                               ("--clip", clip, Path(clip).exists())) if not ok]
+    if not absent:
+        return None
+    return ("missing input(s): " + ", ".join(absent) + " (the UniAnimate .pth, a diffusers VAE folder with "
+            "config.json, a CLIP folder or OpenCLIP file)")
+
+
 def manifest(path: Path) -> dict:
     """The folder's manifest (``{}`` for a folder saved by another tool)."""
     file = Path(path) / MANIFEST

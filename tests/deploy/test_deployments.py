@@ -4,6 +4,8 @@ refresh deployment's limit of one run at once, and the animate deployment refusi
 parameters. Every command is its own process, started from a clean folder with relative paths."""
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -91,9 +93,6 @@ def test_two_refreshes_at_once_wait_for_each_other_and_never_duplicate_rows(stac
     """One refresh triggered from the command line and watched (`prefect deployment run --watch`),
     one from Python while it is queued or running: both run on the CPU worker, one after the
     other (the deployment's limit of one), and the tables hold each clip once, with its poses."""
-    import re
-    import subprocess
-
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 

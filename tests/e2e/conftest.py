@@ -43,9 +43,7 @@ class Cli:
         runs `prefect server start` has it: the flow commands then start no server of their own
         (about 4 CPU-s each). The path without one is the default, and the killed, concurrent and
         first-run tests keep it."""
-        other = Cli(self.cwd, self.home)
-        other.env["PREFECT_API_URL"] = url
-        return other
+        return self._with(PREFECT_API_URL=url)
 
     def without_torch(self) -> "Cli":
         """The same CLI where importing torch fails: for refusals that must come before it loads
@@ -53,8 +51,11 @@ class Cli:
         poison = self.cwd.parent / "no-torch" / "torch"
         poison.mkdir(parents=True, exist_ok=True)
         (poison / "__init__.py").write_text("raise ImportError('torch was imported before the flags were checked')\n")
+        return self._with(PYTHONPATH=os.pathsep.join(filter(None, [str(poison.parent), self.env.get("PYTHONPATH")])))
+
+    def _with(self, **env: str) -> "Cli":
         other = Cli(self.cwd, self.home)
-        other.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(poison.parent), self.env.get("PYTHONPATH")]))
+        other.env.update(env)
         return other
 
     def start(self, *args: str, log: str) -> subprocess.Popen:
