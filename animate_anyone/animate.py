@@ -39,7 +39,7 @@ from animate_anyone.tables import failures
 from animate_anyone.tables.io import DataRoot, Dataset
 from animate_anyone.tables.selection import load_snapshot
 
-__all__ = ["AnimateInputError", "AnimateJob", "AnimateRequest", "find_person", "fit_image", "generate", "parse_colour",
+__all__ = ["AnimateInputError", "AnimateJob", "AnimateRequest", "check_options", "find_person", "fit_image", "generate", "parse_colour",
            "plan", "prepare_poses", "read_reference", "run_animate"]
 
 FITS = ("pad", "crop", "stretch")
@@ -128,19 +128,7 @@ def plan(cfg: PipelineConfig, request: AnimateRequest) -> AnimateJob:
     def pick(value, default):
         return default if value is None else value
 
-    fit = pick(r.fit, a.fit)
-    if fit not in FITS:
-        raise AnimateInputError(f"--fit must be one of {', '.join(FITS)}; got {fit!r}", "bad_option")
-    background = pick(r.background, a.background)
-    parse_colour(background)
-    size_given = r.width is not None or r.height is not None
-    width, height = (r.width, r.height) if size_given else (a.width, a.height)
-    frames = pick(r.frames, a.frames)
-    for name, value, low in (("--frames", frames, 1), ("--height", height, 8), ("--width", width, 8),
-                             ("--steps", r.steps, 1), ("--guidance", r.guidance, 0), ("--fps", r.fps, 1e-6),
-                             ("--window", r.window, 1), ("--overlap", r.overlap, 0)):
-        if value is not None and value < low:
-            raise AnimateInputError(f"{name} must be at least {low:g}; got {value:g}", "bad_option")
+    fit, background, width, height, frames, size_given = check_options(cfg, r)
     from animate_anyone.pipeline import resolve_model  # torch and diffusers: only once the options are sound
 
     reference, pose = resolve_sources(Dataset(root, cfg.dataset), pick(r.reference, a.reference), pick(r.pose, a.pose),
@@ -177,6 +165,26 @@ def plan(cfg: PipelineConfig, request: AnimateRequest) -> AnimateJob:
         device=pick(r.device, a.device), dtype=a.dtype, fit=fit, background=background, fps=r.fps,
         audio_from=str(audio) if audio else None, data_root=str(root.path), dataset=cfg.dataset,
         pose_cfg=cfg.pose.model_dump() | {"base_dir": cfg.base_dir}, size_given=size_given)
+
+
+def check_options(cfg: PipelineConfig, r: AnimateRequest) -> tuple:
+    """The request's options against their limits, before anything is read or loaded (the web
+    page asks too, with the same messages): (fit, background, width, height, frames, size_given)."""
+    a = cfg.animate
+    fit = a.fit if r.fit is None else r.fit
+    if fit not in FITS:
+        raise AnimateInputError(f"--fit must be one of {', '.join(FITS)}; got {fit!r}", "bad_option")
+    background = a.background if r.background is None else r.background
+    parse_colour(background)
+    size_given = r.width is not None or r.height is not None
+    width, height = (r.width, r.height) if size_given else (a.width, a.height)
+    frames = a.frames if r.frames is None else r.frames
+    for name, value, low in (("--frames", frames, 1), ("--height", height, 8), ("--width", width, 8),
+                             ("--steps", r.steps, 1), ("--guidance", r.guidance, 0), ("--fps", r.fps, 1e-6),
+                             ("--window", r.window, 1), ("--overlap", r.overlap, 0)):
+        if value is not None and value < low:
+            raise AnimateInputError(f"{name} must be at least {low:g}; got {value:g}", "bad_option")
+    return fit, background, width, height, frames, size_given
 
 
 def family_sampling(model: Path) -> dict:

@@ -27,6 +27,7 @@ from collections import Counter  # noqa: E402
 from http.server import SimpleHTTPRequestHandler  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import shared_once  # noqa: E402
 
@@ -336,3 +337,32 @@ class PrefectApi:
 @pytest.fixture()
 def api(prefect_server) -> PrefectApi:
     return PrefectApi()
+
+
+@pytest.fixture(scope="session")
+def person_inputs() -> dict:
+    """A puppet's first frame as the reference (MediaPipe finds it) and 16 frames of another
+    puppet's poses drawn as a pose video (256x448, 30 fps): what a user brings (read only)."""
+    import PIL.Image
+
+    out = shared_once.built_once("inputs", _person_inputs)
+    return {"ref": out / "ref.png", "kps": out / "kps.mp4", "frame": np.asarray(PIL.Image.open(out / "ref.png"))}
+
+
+def _person_inputs(out: Path) -> None:
+    import PIL.Image
+
+    from animate_anyone import synthetic
+    from animate_anyone.media.video import VideoWriter, iter_frames
+    from animate_anyone.pose.render import draw_pose
+
+    C = synthetic.Camera
+    spec = synthetic.VideoSpec("dancer", 256, 448, (synthetic.ShotSpec(40, 2, 1, "wave", C(0.5)),))
+    synthetic.write_video(spec, out, stamp=False)
+    frame = next(iter(iter_frames(out / "dancer.mp4"))).to_ndarray(format="rgb24")
+    PIL.Image.fromarray(frame).save(out / "ref.png")
+    _, arrays = synthetic.load_truth(out / "dancer.mp4")
+    kps, scores = arrays["keypoints"], arrays["visible"].astype(np.float32)
+    with VideoWriter(out / "kps.mp4", 256, 448, 30) as w:
+        for i in range(16):
+            w.write(draw_pose((256, 448), kps[i][None] / np.array([256, 448], np.float32), scores[i][None]))

@@ -17,7 +17,7 @@ FLOORS = [
     ("synthetic", "ingest", "clipstore", "animate"),
     ("training",),
     ("evaluation",),
-    ("cli",),  # the application layer (with flows/, outside the package)
+    ("app", "cli"),  # the application layer: the web page and the command (with flows/, outside the package)
 ]
 EVALUATION_MAY_USE = {"animate_anyone.training.export", "animate_anyone.training.export.export_model"}
 
@@ -57,7 +57,8 @@ def test_every_room_is_on_a_floor():
 
 def test_the_library_never_imports_the_application_layer_or_prefect():
     def app(name: str) -> bool:
-        return name == "animate_anyone.cli" or name.startswith("animate_anyone.cli.")
+        return any(name == f"animate_anyone.{layer}" or name.startswith(f"animate_anyone.{layer}.")
+                   for layer in ("app", "cli"))
 
     bad = {m: sorted(i for i in imps if i.split(".")[0] in ("prefect", "flows") or app(i))
            for m, imps in _modules().items() if not app(m)}

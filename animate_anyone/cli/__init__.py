@@ -10,7 +10,7 @@ starts and that dies with it (``flows/server.py``). Prefect is imported only by 
 that run flows, so ``query``, ``puppets`` and the library work without an orchestrator.
 """
 # the commands, in the order `--help` lists them (each module registers its own on ``app``)
-from animate_anyone.cli import data, models, ops  # noqa: E402,F401
+from animate_anyone.cli import data, models, ops, web  # noqa: E402,F401
 from animate_anyone.cli.app import NATIVE_LINE, app, main
 
 __all__ = ["NATIVE_LINE", "app", "main"]

@@ -178,6 +178,45 @@ def test_the_animate_deployment_refuses_bad_parameters_and_runs_on_the_gpu_worke
     assert bad.returncode != 0 and "Failed" in bad.stdout, bad.stdout[-3000:]
 
 
+def test_the_web_page_sends_a_request_to_the_animate_deployment_and_follows_its_run(stack, deployed):
+    """`animate-anyone app --deployment` from the operator's folder: a picture and a clip of the
+    tables become a run of animate/test on the gpu worker; the page answers with its video."""
+    import PIL.Image
+    from gradio_client import Client, handle_file
+    from prefect_stack import _free_port
+
+    from animate_anyone.media.video import iter_frames, probe
+
+    work, _ = deployed
+    root = DataRoot.from_uri(work / "data")
+    clip = sorted(read_table(root, "clips").to_pylist(), key=lambda r: r["clip_id"])[-1]
+    picture = work / "dancer.png"  # a person's picture: another clip's first frame
+    first = sorted(read_table(root, "clips").to_pylist(), key=lambda r: r["clip_id"])[0]
+    frame = next(iter(iter_frames(root.media_path(first["clip_uri"])))).to_ndarray(format="rgb24")
+    PIL.Image.fromarray(frame).save(picture)
+    port = _free_port()
+    page = stack.spawn("app", [str(BIN / "animate-anyone"), "app", "--deployment", "--port", str(port)], work)
+    deadline = time.monotonic() + 120
+    while f"127.0.0.1:{port}" not in stack.log("app"):
+        assert page.poll() is None and time.monotonic() < deadline, stack.log("app")[-3000:]
+        time.sleep(0.3)
+    before = {r.id for r in _runs(stack, _deployments(stack)["animate/test"])}
+    client = Client(f"http://127.0.0.1:{port}", verbose=False)
+    status, video, grid, _, *errors = client.predict(
+        ref=handle_file(str(picture)), kind_="Clip from the tables", upload=None, clip=clip["clip_id"],
+        model_="tiny-random", frames_="3", steps_="2", guidance_="1", w="32", h="", retarget_=False, fit_="pad",
+        seed_="0", api_name="/do_animate")
+    runs = [r for r in _runs(stack, _deployments(stack)["animate/test"]) if r.id not in before]
+    assert len(runs) == 1 and runs[0].state.type.value == "COMPLETED", (status, errors, stack.log("app")[-3000:])
+    assert f"run {runs[0].name} on animate/test" in status, status
+    assert runs[0].parameters["pose"] == clip["clip_id"] and "/uploads/" in runs[0].parameters["reference"]
+    out = Path(runs[0].parameters["out"])
+    info = probe(out, count_frames=True)
+    assert (info.width, info.num_frames) == (32, 3) and out.with_name(out.stem + ".grid.mp4").is_file()
+    assert Path(video["video"] if isinstance(video, dict) else video).stat().st_size == out.stat().st_size
+    assert str(runs[0].id) in stack.log("worker-gpu"), stack.log("worker-gpu")[-2000:]
+
+
 def test_an_interval_schedule_gets_runs_created_and_executed_by_the_worker(stack, deployed):
     work, _ = deployed
     before = _clip_rows(work)
