@@ -427,8 +427,8 @@ def generate(job: AnimateJob, poses: Path, grid: bool = True) -> dict:
     if job.audio_from is not None:
 
         mux_audio(out, Path(job.audio_from))
-    return {"out": str(out), "grid": str(grid_path) if grid_path else None, "frames": len(result), "width": w,
-            "height": h, "fps": float(seq.fps), "pose_source": seq.source, "device": dev, "notes": notes,
+    return {"out": str(out), "grid": str(grid_path) if grid_path else None, "model": job.model, "frames": len(result),
+            "width": w, "height": h, "fps": float(seq.fps), "pose_source": seq.source, "device": dev, "notes": notes,
             "generate_s": round(generate_s, 3), "total_s": round(time.perf_counter() - started, 3)}
 
 

@@ -153,15 +153,15 @@ def build(service: AppService) -> gr.Blocks:
 
                 try:
                     progress(0, desc="checking the request")
-                    request = service.request(ref, kind_, upload, clip, model_, frames_, steps_, guidance_, w, h,
+                    request, notes = service.request(ref, kind_, upload, clip, model_, frames_, steps_, guidance_, w, h,
                                               retarget_, fit_, seed_, on_progress=on_progress)
                     progress(0, desc="starting")
-                    done = service.run(request, on_progress=on_progress, on_state=on_state, upload_kind=kind_)
+                    done = service.run(request, on_progress=on_progress, on_state=on_state)
                 except RequestError as exc:
                     if exc.reason != "run_failed" and not getattr(exc, "recorded", False):
                         service.record_refusal(exc, ref, clip if kind_ == MOTION_CLIP else upload)
                     return ["", None, None, None, *_errors(exc)]
-                lines = [f"**Done:** {done.summary}."] + [f"- {n}" for n in done.notes]
+                lines = [f"**Done:** {done.summary}."] + [f"- {n}" for n in notes + done.notes]
                 return ["\n".join(lines), done.video, done.grid, done.video, *_errors(None)]
 
             go.click(do_animate, [reference, kind, motion, clip_id, model, frames, steps, guidance, width, height,

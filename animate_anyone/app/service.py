@@ -344,9 +344,10 @@ class AppService:
     def request(self, reference: str | None, kind: str, upload: str | None, clip_id: str | None, model: str | None,
                 frames=None, steps=None, guidance=None, width=None, height=None, retarget: bool | None = None,
                 fit: str | None = None, seed=None, on_progress: Callable[[str, int, int], None] | None = None
-                ) -> lib.AnimateRequest:
+                ) -> tuple[lib.AnimateRequest, list[str]]:
         """The page's fields as the command line's request, checked as the command line checks them
-        (options first, then the reference, the model and the motion)."""
+        (options first, then the reference, the model and the motion), and what making the motion
+        ready said (a video's poses: in how many frames a person was found)."""
         ints = {k: number(v, f"--{k}") for k, v in (("frames", frames), ("steps", steps), ("width", width),
                                                       ("height", height), ("seed", seed))}
         guidance = number(guidance, "--guidance", whole=False)
@@ -358,19 +359,17 @@ class AppService:
         ref_path = self.keep_upload(reference)
         self._reference(str(ref_path), background)
         model_value = self.model_path(model)
-        if kind == MOTION_VIDEO and self.deployment is None:
-            with progress_events.listen(lambda what, done, total, _: on_progress and on_progress(what, done, total)):
-                motion = self.motion(kind, upload, clip_id, ints["frames"])
-        else:
-            motion = self.motion(kind, upload, clip_id, ints["frames"], extract=kind != MOTION_VIDEO)
-        if kind != MOTION_CLIP and retarget:
-            retarget = None  # a pose video is drawn already: the option applies to a clip's keypoints only
+        # a video's poses are extracted here, also for a deployment: its workers get the pose video
+        with progress_events.listen(lambda what, done, total, _: on_progress and on_progress(what, done, total)):
+            motion = self.motion(kind, upload, clip_id, ints["frames"])
         folder = self.app_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         name = f"{Path(ref_path).stem}.{Path(motion.pose).stem}.mp4"
-        return lib.AnimateRequest(reference=str(ref_path), pose=motion.pose, model=model_value, out=str(folder / name),
-                                  retarget=retarget if kind == MOTION_CLIP else None, frames=ints["frames"],
-                                  height=ints["height"], width=ints["width"], steps=ints["steps"], guidance=guidance,
-                                  seed=ints["seed"], fit=fit, base_dir=str(self.root.path))
+        request = lib.AnimateRequest(reference=str(ref_path), pose=motion.pose, model=model_value,
+                                     out=str(folder / name), retarget=retarget if kind == MOTION_CLIP else None,  # keypoints only
+                                     frames=ints["frames"], height=ints["height"], width=ints["width"],
+                                     steps=ints["steps"], guidance=guidance, seed=ints["seed"], fit=fit,
+                                     base_dir=str(self.root.path))
+        return request, motion.notes
 
     def record_refusal(self, exc: RequestError, reference: str | None, pose: str | None) -> None:
         """A request the page refused, in ``failures`` as the command line records its own (stage
@@ -383,10 +382,10 @@ class AppService:
             log.warning("could not record the refused request in failures: %s", err)
 
     def run(self, request: lib.AnimateRequest, on_progress: Callable[[str, int, int], None] | None = None,
-            on_state: Callable[[str], None] | None = None, upload_kind: str | None = None) -> Result:
+            on_state: Callable[[str], None] | None = None) -> Result:
         """Animate ``request`` here, or as a run of the deployment (following its state)."""
         if self.deployment:
-            return self._run_deployment(request, on_state or (lambda _: None), upload_kind)
+            return self._run_deployment(request, on_state or (lambda _: None))
         me = threading.get_ident()
 
         def listener(what: str, done: int, total: int, _details: dict) -> None:
@@ -400,8 +399,9 @@ class AppService:
             err = RequestError(exc.message, field_of(exc.message, exc.reason), exc.reason)
             err.recorded = isinstance(exc, lib.AnimateInputError)  # run_animate has put it in failures
             raise err from exc
+        model = Path(info["model"]) if info.get("model") else Path(request.model)
         summary = (f"{info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps, generated in "
-                   f"{info['generate_s']:.1f} s on {info['device']}")
+                   f"{info['generate_s']:.1f} s on {info['device']} by {model.name} ({store.family(model)})")
         return Result(info["out"], info["grid"], summary, list(info["notes"]))
 
     def deployment_parameters(self, request: lib.AnimateRequest) -> dict:
@@ -428,14 +428,10 @@ class AppService:
             raise RequestError(f"no deployment {self.deployment} on the Prefect server in use: run `animate-anyone "
                                f"deploy --pipeline {self.cfg.name}` first", "request", "no_deployment") from None
 
-    def _run_deployment(self, request: lib.AnimateRequest, on_state: Callable[[str], None],
-                        upload_kind: str | None) -> Result:
+    def _run_deployment(self, request: lib.AnimateRequest, on_state: Callable[[str], None]) -> Result:
         from prefect.client.orchestration import get_client
         from prefect.deployments import run_deployment
 
-        if upload_kind == MOTION_VIDEO:
-            raise RequestError("a video's poses are extracted by this process, not by a deployment's workers: "
-                               "upload a pose video or pick a clip", "motion", "bad_option")
         run = run_deployment(self.deployment, parameters=self.deployment_parameters(request), timeout=0)
         on_state(f"run {run.name} of {self.deployment}: {run.state.name if run.state else 'Scheduled'}")
         last = None

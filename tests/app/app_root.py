@@ -1,7 +1,8 @@
 """The web page's test data root, made once per test run: two puppet videos cut into clips whose
 poses are the puppet world's truth, a tiny model trained for a few steps of stage 1 (a training run
-with its loss per step), its evaluation beside the still reference (a leaderboard and grid videos)
-and one request that could not be animated (a `failures` row)."""
+with its loss per step), its evaluation beside the still reference (a leaderboard and grid videos),
+a tiny UniAnimate model (the store holds both families) and one request that could not be
+animated (a `failures` row)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,12 +30,14 @@ def build(out: Path) -> None:
     from animate_anyone.config import load_config
     from animate_anyone.evaluation.run import evaluate
     from animate_anyone.training.run import train
+    from animate_anyone.unianimate_pipeline import create_model
 
     root = out / "data"
     build_train_root(root, videos=2)
     cfg = load_config("t", write_config(out, root))
     train(cfg, "1", stream=lambda line: None)
     evaluate(cfg, "tiny-stage1", log=lambda line: None)
+    create_model(root / "models" / "ua-tiny", "tiny", seed=0)
     try:  # a request that cannot be animated: its row in `failures`
         lib.run_animate(cfg, lib.AnimateRequest(reference=str(out / "no-such.png"), pose="c00", model="tiny-stage1"))
     except lib.AnimateInputError:
