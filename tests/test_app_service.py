@@ -64,6 +64,7 @@ def test_the_model_list_names_each_folder_and_its_family(tmp_path):
     assert caught.value.field == "model" and "no model_index.json" in caught.value.message
 
 
+@pytest.mark.slow  # MediaPipe over a puppet video (and the shared puppet videos, built on first use)
 def test_a_plain_videos_poses_are_extracted_and_drawn(tmp_path, puppet_dir):
     """A puppet video uploaded as the motion: MediaPipe's skeleton of each frame, drawn where the
     truth says the puppet is; the pose video keeps its size, only the frames asked for, made once."""
