@@ -32,6 +32,13 @@ def _rows(rows: list[dict], columns: list[str]) -> list[list]:
     return [[r.get(c) for c in columns] for r in rows]
 
 
+def _first_cell(table, evt: gr.SelectData) -> str:
+    """The id (first column) of the row a click selected in a table."""
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    values = table.values.tolist() if hasattr(table, "values") else table
+    return str(values[row][0])
+
+
 def _error_box(field: str) -> gr.Markdown:
     return gr.Markdown("", visible=False, elem_id=f"{field}-error", elem_classes=["field-error"])
 
@@ -137,9 +144,7 @@ def build(service: AppService) -> gr.Blocks:
             search.click(do_search, [split, text, min_body, min_one, min_motion, min_seconds], clips)
 
             def pick_clip(table, evt: gr.SelectData):
-                row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-                values = table.values.tolist() if hasattr(table, "values") else table
-                return gr.update(value=str(values[row][0])), gr.update(value=MOTION_CLIP)
+                return gr.update(value=_first_cell(table, evt)), gr.update(value=MOTION_CLIP)
 
             clips.select(pick_clip, clips, [clip_id, kind])
 
@@ -183,12 +188,7 @@ def build(service: AppService) -> gr.Blocks:
                 b_search.click(lambda s, t, b: _rows(service.search_clips(s, b, text=t), CLIP_COLUMNS),
                                [b_split, b_text, b_body], b_clips)
 
-                def pick_browse(table, evt: gr.SelectData):
-                    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-                    values = table.values.tolist() if hasattr(table, "values") else table
-                    return str(values[row][0])
-
-                b_clips.select(pick_browse, b_clips, b_clip)
+                b_clips.select(_first_cell, b_clips, b_clip)
 
                 def show_overlay(clip):
                     try:
@@ -213,9 +213,7 @@ def build(service: AppService) -> gr.Blocks:
                 t_refresh.click(lambda: _rows(service.training_runs(), t_columns), None, t_table)
 
                 def pick_run(table, evt: gr.SelectData):
-                    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-                    values = table.values.tolist() if hasattr(table, "values") else table
-                    run_id = str(values[row][0])
+                    run_id = _first_cell(table, evt)
                     curve = service.loss_curve(run_id)
                     return run_id, str(curve) if curve else None
 

@@ -313,7 +313,7 @@ class AppService:
         request = lib.AnimateRequest(width=number(width, "--width"), height=number(height, "--height"), fit=fit,
                                      background=background)
         fit, background, width, height, _, size_given = self._options(request)
-        image, notes = self._reference(reference, background)
+        image, notes = self._reference(self.keep_upload(reference), background)
         try:
             motion = self.motion(kind, upload, clip_id, extract=False)
         except RequestError:
@@ -332,8 +332,8 @@ class AppService:
         except lib.AnimateInputError as exc:
             raise RequestError(exc.message, field_of(exc.message, exc.reason), exc.reason) from exc
 
-    def _reference(self, reference: str, background: str) -> tuple[np.ndarray, list[str]]:
-        path = self.keep_upload(reference)
+    def _reference(self, path: Path, background: str) -> tuple[np.ndarray, list[str]]:
+        """The kept reference image as RGB, or its error for the reference field."""
         try:
             return lib.read_reference(path, background)
         except lib.AnimateInputError as exc:
@@ -357,7 +357,7 @@ class AppService:
         if not reference:
             raise RequestError("upload a reference image (RGB, RGBA or greyscale)", "reference", "missing_input")
         ref_path = self.keep_upload(reference)
-        self._reference(str(ref_path), background)
+        self._reference(ref_path, background)
         model_value = self.model_path(model)
         # a video's poses are extracted here, also for a deployment: its workers get the pose video
         with progress_events.listen(lambda what, done, total, _: on_progress and on_progress(what, done, total)):
@@ -480,14 +480,19 @@ class AppService:
                           "FROM train_runs ORDER BY started_at DESC")
 
     def loss_curve(self, run_id: str) -> Path | None:
-        """The run's loss per step (and its running mean) as a PNG, from ``train_metrics``."""
+        """The run's loss per step (and its running mean) as a PNG: the one training keeps beside its
+        checkpoints, else drawn from ``train_metrics`` (a run whose folder is gone)."""
         from animate_anyone.training.report import loss_curve
 
+        kept = self.root.checkpoints_dir / check_name(run_id, "run id") / "loss.png"
+        self.root.fetch(kept)
+        if kept.is_file():
+            return kept
         rows = self.table("SELECT stage, step, loss FROM train_metrics WHERE run_id = $run ORDER BY step",
                           {"run": run_id})
         if not rows:
             return None
-        out = self.app_dir / "loss" / f"{check_name(run_id, 'run id')}-{len(rows)}.png"
+        out = self.app_dir / "loss" / f"{run_id}-{len(rows)}.png"
         if not out.is_file():
             loss_curve(rows, out, f"{run_id}: stage {rows[0]['stage']}, {len(rows)} steps")
         return out

@@ -31,16 +31,9 @@ def deploy(
     for name in flow or []:
         if name not in DEPLOYABLE_FLOWS:
             _fail(AnimateAnyoneError(f"--flow {name!r}: not a deployable flow; one of {', '.join(DEPLOYABLE_FLOWS)}"))
-    if api_url is not None and not re.match(r"^https?://[^/\s]+", api_url):
-        _fail(AnimateAnyoneError(f"--api-url {api_url!r}: not an http(s) URL (e.g. http://127.0.0.1:4200/api)"))
-    if api_url:
-        os.environ["PREFECT_API_URL"] = api_url
-    url = _prefect_api_url()
-    if not url:
-        _fail(AnimateAnyoneError("deploy needs a running Prefect server: start one (`prefect server start`, or "
-                                 "infra/compose.yaml) and give its API with --api-url or PREFECT_API_URL "
-                                 "(e.g. http://127.0.0.1:4200/api)"))
-    _check_server(url)
+    url = _prefect_server(api_url, "deploy needs a running Prefect server: start one (`prefect server start`, or "
+                                   "infra/compose.yaml) and give its API with --api-url or PREFECT_API_URL "
+                                   "(e.g. http://127.0.0.1:4200/api)")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.deploy import deploy as run_deploy
 
@@ -58,6 +51,20 @@ def deploy(
     out.print("next: start a worker for each pool where its hardware is: "
               + "; ".join(f"prefect worker start --pool {p}" for p in pools)
               + f". Then: prefect deployment run 'refresh/{cfg.name}'", highlight=False)
+
+
+def _prefect_server(api_url: str | None, missing: str) -> str:
+    """The Prefect API a command works against: ``--api-url`` (checked, then set for the process) or
+    PREFECT_API_URL; ``missing`` is the message when there is none. Fails unless a server answers."""
+    if api_url is not None and not re.match(r"^https?://[^/\s]+", api_url):
+        _fail(AnimateAnyoneError(f"--api-url {api_url!r}: not an http(s) URL (e.g. http://127.0.0.1:4200/api)"))
+    if api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+    url = _prefect_api_url()
+    if not url:
+        _fail(AnimateAnyoneError(missing))
+    _check_server(url)
+    return url
 
 
 def _prefect_api_url() -> str | None:

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from animate_anyone.cli.app import _config, _fail, app, out
-from animate_anyone.cli.ops import _check_server, _prefect_api_url
+from animate_anyone.cli.ops import _prefect_server
 from animate_anyone.errors import AnimateAnyoneError
 
 
@@ -40,15 +39,8 @@ def web_app(
             _fail(AnimateAnyoneError(f"--deployment: the data root {cfg.data_root} is on object storage; the page "
                                      "hands the workers file paths, so it and they need a data root on a shared file "
                                      "system (or run the page without --deployment)"))
-        if api_url is not None and not re.match(r"^https?://[^/\s]+", api_url):
-            _fail(AnimateAnyoneError(f"--api-url {api_url!r}: not an http(s) URL (e.g. http://127.0.0.1:4200/api)"))
-        if api_url:
-            os.environ["PREFECT_API_URL"] = api_url
-        url = _prefect_api_url()
-        if not url:
-            _fail(AnimateAnyoneError("--deployment needs the Prefect server the pipeline is deployed on: give its API "
-                                     "with --api-url or PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)"))
-        _check_server(url)
+        _prefect_server(api_url, "--deployment needs the Prefect server the pipeline is deployed on: give its API "
+                                 "with --api-url or PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
         name = f"animate/{cfg.name}"
     elif api_url is not None:
         _fail(AnimateAnyoneError("--api-url is for --deployment (without it the page animates in this process)"))
