@@ -40,8 +40,10 @@ def build(out: Path) -> None:
     create_model(root / "models" / "ua-tiny", "tiny", seed=0)
     try:  # a request that cannot be animated: its row in `failures`
         lib.run_animate(cfg, lib.AnimateRequest(reference=str(out / "no-such.png"), pose="c00", model="tiny-stage1"))
-    except lib.AnimateInputError:
-        pass
+    except lib.AnimateInputError as exc:
+        assert exc.reason == "missing_file", exc.message
+    else:
+        raise AssertionError("a missing reference was animated")
 
 
 def app_root() -> Path:
